@@ -1,0 +1,79 @@
+# shellcheck shell=bash
+# The one mechanism for test images. Each image is a folder under tests/images/<name>/ holding
+# either
+#   rootfs.env  - a Debian root file system made with debootstrap (SUITE=, INCLUDE=), imported, or
+#   Dockerfile  - built FROM another test image, named in a first line `# parent: <name>`
+#                 and used through `ARG BASE_IMAGE` / `FROM ${BASE_IMAGE}`.
+# An image is tagged freshtrack-test/<name>:<hash of its recipe and its parent's hash> and
+# freshtrack-test/<name>:local; a build is skipped when the hash tag already exists.
+
+IMAGES_DIR="$REPO_ROOT/tests/images"
+DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+
+image_parent() {
+  local dockerfile="$IMAGES_DIR/$1/Dockerfile"
+  [ -f "$dockerfile" ] && sed -n 's/^# parent: *//p' "$dockerfile" | head -n 1
+  return 0
+}
+
+image_hash() {
+  local name=$1 dir="$IMAGES_DIR/$1" parent
+  [ -d "$dir" ] || die "no test image recipe $dir"
+  parent=$(image_parent "$name")
+  {
+    (cd "$dir" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
+    [ -z "$parent" ] || image_hash "$parent"
+  } | sha256sum | cut -c1-12
+}
+
+build_image() {
+  local name=$1 hash tag parent dir="$IMAGES_DIR/$1"
+  hash=$(image_hash "$name")
+  tag="freshtrack-test/$name:$hash"
+  if docker image inspect "$tag" >/dev/null 2>&1; then
+    docker tag "$tag" "freshtrack-test/$name:local"
+    log "image $name: cached ($tag)"
+    return 0
+  fi
+  local t0=$SECONDS
+  if [ -f "$dir/rootfs.env" ]; then
+    build_rootfs_image "$name" "$tag"
+  else
+    parent=$(image_parent "$name")
+    [ -n "$parent" ] || die "$dir/Dockerfile lacks a '# parent: <image>' line"
+    build_image "$parent"
+    log "image $name: docker build FROM freshtrack-test/$parent:local"
+    docker build -q --build-arg "BASE_IMAGE=freshtrack-test/$parent:local" \
+      --label "org.freshtrack.recipe-hash=$hash" -t "$tag" "$dir" >/dev/null
+  fi
+  docker tag "$tag" "freshtrack-test/$name:local"
+  log "image $name: built $tag in $((SECONDS - t0)) s"
+}
+
+build_rootfs_image() {
+  local name=$1 tag=$2 SUITE="" INCLUDE="" root
+  # shellcheck disable=SC1090
+  . "$IMAGES_DIR/$name/rootfs.env"
+  [ -n "$SUITE" ] || die "$name/rootfs.env must set SUITE"
+  command -v debootstrap >/dev/null 2>&1 || apt_install debootstrap
+  as_root rm -rf "$CACHE_DIR/rootfs-$name".*   # leftovers of an interrupted build
+  root=$(mktemp -d "$CACHE_DIR/rootfs-$name.XXXXXX")
+  log "image $name: debootstrap $SUITE (about a minute)"
+  as_root debootstrap --variant=minbase ${INCLUDE:+--include="$INCLUDE"} "$SUITE" "$root" \
+    "$DEBIAN_MIRROR" >"$CACHE_DIR/debootstrap-$name.log" 2>&1 ||
+    die "debootstrap failed; see $CACHE_DIR/debootstrap-$name.log"
+  if [ -d "$IMAGES_DIR/$name/overlay" ]; then
+    as_root cp -a "$IMAGES_DIR/$name/overlay/." "$root/"
+  fi
+  # A small image: no downloaded packages or lists left behind.
+  as_root rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+  as_root tar -C "$root" -c . | docker import \
+    --change 'CMD ["/lib/systemd/systemd"]' \
+    --change "LABEL org.freshtrack.recipe-hash=${tag##*:}" - "$tag" >/dev/null
+  as_root rm -rf "$root"
+}
+
+build_images() {
+  local name
+  for name in "$@"; do build_image "$name"; done
+}
