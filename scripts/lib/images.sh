@@ -66,7 +66,9 @@ build_rootfs_image() {
     as_root cp -a "$IMAGES_DIR/$name/overlay/." "$root/"
   fi
   # A small image: no downloaded packages or lists left behind.
+  # and the package lists marked as never updated, as on a host that has not run apt yet.
   as_root rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+  as_root touch -d @0 "$root"/var/lib/apt/lists
   as_root tar -C "$root" -c . | docker import \
     --change 'CMD ["/lib/systemd/systemd"]' \
     --change "LABEL org.freshtrack.recipe-hash=${tag##*:}" - "$tag" >/dev/null
