@@ -22,6 +22,8 @@ image_hash() {
   parent=$(image_parent "$name")
   {
     (cd "$dir" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
+    # A root file system is also shaped by the function that builds it.
+    [ ! -f "$dir/rootfs.env" ] || declare -f build_rootfs_image | sha256sum
     [ -z "$parent" ] || image_hash "$parent"
   } | sha256sum | cut -c1-12
 }
