@@ -1,0 +1,67 @@
+# shellcheck shell=bash
+# The disposable local "production-like" host: a Debian systemd container that stands in for a VM.
+# The flags are what systemd needs in a container here (see ../shared/ENVIRONMENT.md); the
+# molecule platforms use the same ones (.config/molecule/config.yml).
+
+LOCAL_HOST_NAME="${FRESHTRACK_LOCAL_HOST:-freshtrack-local}"
+LOCAL_HOST_IMAGE="${FRESHTRACK_LOCAL_IMAGE:-debian12-systemd}"
+LOCAL_KEY="$CACHE_DIR/local/admin_ed25519"
+
+ensure_local_key() {
+  mkdir -p "$(dirname "$LOCAL_KEY")"
+  [ -f "$LOCAL_KEY" ] || ssh-keygen -q -t ed25519 -N '' -C "freshtrack-local-admin" -f "$LOCAL_KEY"
+}
+
+ensure_local_host() {
+  if [ "$(docker inspect -f '{{.State.Running}}' "$LOCAL_HOST_NAME" 2>/dev/null)" = "true" ]; then
+    log "local host $LOCAL_HOST_NAME is running"
+    return 0
+  fi
+  docker rm -f "$LOCAL_HOST_NAME" >/dev/null 2>&1 || true
+  log "creating local host $LOCAL_HOST_NAME from freshtrack-test/$LOCAL_HOST_IMAGE:local"
+  docker run -d --name "$LOCAL_HOST_NAME" --hostname "$LOCAL_HOST_NAME" \
+    --cap-add SYS_ADMIN --cap-add NET_ADMIN --security-opt seccomp=unconfined \
+    --cgroupns=host -v /sys/fs/cgroup:/sys/fs/cgroup:rw --tmpfs /run --tmpfs /run/lock --tmpfs /tmp \
+    -v "$LOCAL_HOST_NAME-docker:/var/lib/docker" \
+    "freshtrack-test/$LOCAL_HOST_IMAGE:local" /lib/systemd/systemd >/dev/null
+  # As on a VM: /proc/sys writable for the engine's per-network-namespace settings.
+  docker exec "$LOCAL_HOST_NAME" mount -o remount,rw /proc/sys
+  wait_for_boot "$LOCAL_HOST_NAME"
+}
+
+# systemd in a fresh container needs a moment before its bus answers.
+wait_for_boot() {
+  local state="" i
+  for i in $(seq 1 60); do
+    state=$(docker exec "$1" systemctl is-system-running 2>/dev/null || true)
+    case $state in running|degraded) break ;; esac
+    sleep 1
+  done
+  log "$1 booted: systemd $state"
+}
+
+destroy_local_host() {
+  docker rm -f "$LOCAL_HOST_NAME" >/dev/null 2>&1 || true
+  docker volume rm "$LOCAL_HOST_NAME-docker" >/dev/null 2>&1 || true
+  log "local host $LOCAL_HOST_NAME removed"
+}
+
+local_host_address() {
+  docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$LOCAL_HOST_NAME"
+}
+
+print_local_summary() {
+  local ip h
+  ip=$(local_host_address)
+  h() { docker exec "$LOCAL_HOST_NAME" bash -c "$1" 2>/dev/null || echo "n/a"; }
+  printf '\n%-22s %s\n' "host" "$LOCAL_HOST_NAME ($ip)"
+  printf '%-22s %s\n' "os" "$(h '. /etc/os-release; echo $PRETTY_NAME')"
+  printf '%-22s %s\n' "ssh (keys only)" "ssh -i $LOCAL_KEY freshtrack@$ip"
+  printf '%-22s %s\n' "sshd" "$(h "sshd -T | grep -E '^(permitrootlogin|passwordauthentication) ' | tr '\n' ' '")"
+  printf '%-22s %s\n' "firewall" "$(h "ufw status | head -1; ufw show added | grep -c '^ufw '" | tr '\n' ' ') rules"
+  printf '%-22s %s\n' "fail2ban" "$(h "fail2ban-client status sshd | grep -o 'Currently banned:.*'")"
+  printf '%-22s %s\n' "security updates" "$(h "apt-config dump APT::Periodic::Unattended-Upgrade")"
+  printf '%-22s %s\n' "docker" "$(h "docker version -f '{{.Server.Version}}'")"
+  printf '%-22s %s\n' "compose" "$(h "docker compose version --short")"
+  printf '%-22s %s\n' "docker logs" "$(h "python3 -c 'import json; d=json.load(open(\"/etc/docker/daemon.json\")); print(d[\"log-driver\"], d[\"log-opts\"])'")"
+}

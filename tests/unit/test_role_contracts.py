@@ -1,0 +1,100 @@
+"""Contracts every role keeps, checked statically (no hosts needed).
+
+- meta/argument_specs.yml has a `main` and a `preflight` entry point with the same options;
+- every public default is prefixed with the role name and declared in the spec, with the same
+  default where the spec states one, and every option in the spec exists in defaults;
+- task files use fully qualified module names;
+- every task that mentions a secret-looking variable sets no_log.
+"""
+from __future__ import annotations
+
+import pathlib
+import re
+
+import pytest
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+ROLES = sorted(p for p in (ROOT / "roles").iterdir() if (p / "tasks" / "main.yml").exists())
+ROLE_IDS = [r.name for r in ROLES]
+
+# Task keys that are not modules.
+TASK_KEYWORDS = {
+    "name", "when", "loop", "loop_control", "register", "notify", "tags", "vars", "become",
+    "become_user", "changed_when", "failed_when", "check_mode", "no_log", "args", "delegate_to",
+    "run_once", "until", "retries", "delay", "ignore_errors", "block", "rescue", "always",
+    "environment", "listen", "async", "poll", "with_items", "diff", "throttle", "timeout",
+    "any_errors_fatal", "ignore_unreachable", "collections", "module_defaults", "debugger",
+    "local_action", "delegate_facts", "connection", "become_method", "become_flags",
+}
+
+
+def load(path: pathlib.Path):
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def iter_tasks(tasks):
+    for task in tasks or []:
+        yield task
+        for key in ("block", "rescue", "always"):
+            yield from iter_tasks(task.get(key))
+
+
+@pytest.mark.parametrize("role", ROLES, ids=ROLE_IDS)
+def test_argument_specs_have_main_and_identical_preflight(role):
+    specs = load(role / "meta" / "argument_specs.yml")["argument_specs"]
+    assert "main" in specs
+    assert specs.get("preflight", {}).get("options") == specs["main"]["options"]
+    assert (role / "tasks" / "preflight.yml").exists()
+
+
+@pytest.mark.parametrize("role", ROLES, ids=ROLE_IDS)
+def test_defaults_are_prefixed_and_match_the_spec(role):
+    defaults = load(role / "defaults" / "main.yml")
+    options = load(role / "meta" / "argument_specs.yml")["argument_specs"]["main"]["options"]
+    prefix = role.name + "_"
+    assert all(name.startswith(prefix) for name in defaults), sorted(
+        n for n in defaults if not n.startswith(prefix))
+    assert sorted(defaults) == sorted(options), "defaults and argument_specs list different variables"
+    for name, spec in options.items():
+        if "default" in spec and not (isinstance(defaults[name], str) and "{{" in defaults[name]):
+            # A list or dict default in the spec may be a placeholder ([]/{}) for a richer default.
+            if spec["default"] in ([], {}) and defaults[name]:
+                continue
+            assert spec["default"] == defaults[name], f"{name}: spec {spec['default']!r} != defaults {defaults[name]!r}"
+
+
+@pytest.mark.parametrize("role", ROLES, ids=ROLE_IDS)
+def test_internal_vars_use_the_internal_prefix(role):
+    for path in (role / "vars").glob("*.yml"):
+        for name in load(path):
+            assert name.startswith(f"_{role.name}_"), f"{path.name}: {name}"
+
+
+@pytest.mark.parametrize("role", ROLES, ids=ROLE_IDS)
+def test_modules_are_fully_qualified(role):
+    for path in list((role / "tasks").glob("*.yml")) + list((role / "handlers").glob("*.yml")):
+        for task in iter_tasks(load(path) or []):
+            modules = [k for k in task if k not in TASK_KEYWORDS]
+            for module in modules:
+                assert module.count(".") >= 2, f"{path.relative_to(ROOT)}: '{task.get('name')}' uses {module}"
+
+
+SECRET = re.compile(r"\w*_(password|secret|token|api_key|private_key)\w*|\b(password|secret|token)_\w+", re.I)
+# Names that mention a secret word but carry none.
+NOT_SECRET = re.compile(r"^(\w*password_authentication|update_password|no_log)$")
+
+
+@pytest.mark.parametrize("role", ROLES, ids=ROLE_IDS)
+def test_tasks_touching_secrets_set_no_log(role):
+    for path in (role / "tasks").glob("*.yml"):
+        for task in iter_tasks(load(path) or []):
+            if "block" in task:
+                continue
+            body = {k: v for k, v in task.items() if k != "name"}
+            # `password: "!"` is the user module locking an account, not a secret.
+            text = yaml.safe_dump(body).replace("password: '!'", "")
+            words = {m.group(0) for m in SECRET.finditer(text)} - {
+                w for w in (m.group(0) for m in SECRET.finditer(text)) if NOT_SECRET.match(w)}
+            if words:
+                assert task.get("no_log") is True, f"{path.relative_to(ROOT)}: '{task.get('name')}' ({words})"
