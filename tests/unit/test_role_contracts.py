@@ -48,6 +48,24 @@ def test_argument_specs_have_main_and_identical_preflight(role):
     assert (role / "tasks" / "preflight.yml").exists()
 
 
+SPEC_KEYS = {"type", "elements", "default", "choices", "description", "required", "options",
+             "aliases", "no_log", "version_added"}
+
+
+def iter_options(options, path=""):
+    for name, spec in options.items():
+        yield f"{path}{name}", spec
+        yield from iter_options(spec.get("options", {}), f"{path}{name}.")
+
+
+@pytest.mark.parametrize("role", ROLES, ids=ROLE_IDS)
+def test_every_option_is_typed_and_described(role):
+    options = load(role / "meta" / "argument_specs.yml")["argument_specs"]["main"]["options"]
+    for name, spec in iter_options(options):
+        assert set(spec) <= SPEC_KEYS, f"{name}: unexpected keys {set(spec) - SPEC_KEYS}"
+        assert spec.get("type") and spec.get("description"), f"{name}: needs type and description"
+
+
 @pytest.mark.parametrize("role", ROLES, ids=ROLE_IDS)
 def test_defaults_are_prefixed_and_match_the_spec(role):
     defaults = load(role / "defaults" / "main.yml")

@@ -1,0 +1,94 @@
+"""Bad variables fail before anything changes on the host, with a message naming the variable.
+
+Each case runs the real site.yml against a throwaway Debian 12 container (Ansible's docker
+connection) with one bad value. A case passes when the run fails, the failure names the variable,
+the recap shows changed=0, and `docker diff` of the container shows no file touched outside the
+places Ansible itself uses for its temporary files.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import re
+import subprocess
+import uuid
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+IMAGE = os.environ.get("FRESHTRACK_HOST_IMAGE", "freshtrack-test/debian12-systemd:local")
+GOOD_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGoodKeyGoodKeyGoodKeyGoodKeyGoodKeyGoodKey0 test"
+# Paths Ansible's own execution creates (temporary module files, fact cache).
+ANSIBLE_SCRATCH = re.compile(r"^[ACD] /(root|root/\.ansible.*|tmp.*|var/tmp.*)$")
+
+CASES = [
+    # (variable, bad value, text the failure must contain)
+    ("hardening_ssh_port", 70000, "hardening_ssh_port must be between 1 and 65535"),
+    ("hardening_firewall_extra_rules", [{"port": 8080, "proto": "icmp"}], "hardening_firewall_extra_rules"),
+    ("hardening_firewall_public_ports", [{"port": "99999", "proto": "tcp"}], "hardening_firewall_public_ports"),
+    ("docker_install_source", "snap", "docker_install_source"),
+    ("docker_log_max_size", "ten megabytes", "docker_log_max_size"),
+    ("docker_log_max_file", "three", "docker_log_max_file"),
+    ("docker_default_address_pools", [{"base": "300.1.0.0/16", "size": 24}], "docker_default_address_pools"),
+    ("hardening_admin_ssh_keys", [], "hardening_admin_ssh_keys"),
+    ("hardening_admin_ssh_keys", ["not a public key"], "hardening_admin_ssh_keys"),
+    ("hardening_ssh_permit_root_login", "yes", "hardening_ssh_permit_root_login"),
+    ("hardening_ssh_kex_algorithms", ["ecdh-sha2-nistp256"], "hardening_ssh_kex_algorithms"),
+    ("hardening_sysctl_overrides", {"net.ipv4.ip_forward": 0}, "hardening_sysctl_overrides"),
+    ("hardening_fail2ban_bantime", "forever", "hardening_fail2ban_bantime"),
+    ("hardening_unattended_upgrades_reboot_time", "25:00", "hardening_unattended_upgrades_reboot_time"),
+]
+
+
+def docker(*args: str) -> str:
+    return subprocess.run(["docker", *args], check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory):
+    name = f"freshtrack-badvars-{uuid.uuid4().hex[:8]}"
+    # Facts and asserts need no systemd: a plain process keeps the container alive.
+    docker("run", "-d", "--name", name, IMAGE, "sleep", "infinity")
+    inventory = tmp_path_factory.mktemp("inventory") / "hosts.yml"
+    inventory.write_text(json.dumps({"all": {"children": {"freshtrack": {"hosts": {name: {
+        "ansible_connection": "community.docker.docker", "ansible_host": name,
+        "freshtrack_admin_user": "freshtrack", "hardening_admin_ssh_keys": [GOOD_KEY],
+    }}}}}}))
+    try:
+        yield name, inventory
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+
+
+def run_site(inventory: pathlib.Path, extra: dict, tmp_path: pathlib.Path, *args: str) -> subprocess.CompletedProcess:
+    extra_file = tmp_path / "extra.json"
+    extra_file.write_text(json.dumps(extra))
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    return subprocess.run(
+        ["ansible-playbook", "site.yml", "-i", str(inventory), "-e", f"@{extra_file}", *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+
+
+def test_good_values_pass_the_preflight(host, tmp_path):
+    """The control case: with good values the same checks pass (only the preflight runs)."""
+    name, inventory = host
+    result = run_site(inventory, {}, tmp_path, "--tags", "preflight")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert "Check the variables against each other" in result.stdout
+    assert docker("diff", name).strip() == "" or all(
+        ANSIBLE_SCRATCH.match(line) for line in docker("diff", name).splitlines())
+
+
+@pytest.mark.parametrize("variable,value,expected", CASES, ids=[f"{c[0]}={c[1]!r}"[:60] for c in CASES])
+def test_bad_value_fails_before_any_change(host, tmp_path, variable, value, expected):
+    name, inventory = host
+    result = run_site(inventory, {variable: value}, tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-3000:]
+    assert expected in output, output[-3000:]
+    recap = re.search(r"^" + re.escape(name) + r"\s*:.*$", result.stdout, re.M)
+    assert recap and "changed=0" in recap.group(0), output[-3000:]
+    touched = [line for line in docker("diff", name).splitlines() if not ANSIBLE_SCRATCH.match(line)]
+    assert touched == [], touched
