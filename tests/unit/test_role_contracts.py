@@ -76,9 +76,6 @@ def test_defaults_are_prefixed_and_match_the_spec(role):
     assert sorted(defaults) == sorted(options), "defaults and argument_specs list different variables"
     for name, spec in options.items():
         if "default" in spec and not (isinstance(defaults[name], str) and "{{" in defaults[name]):
-            # A list or dict default in the spec may be a placeholder ([]/{}) for a richer default.
-            if spec["default"] in ([], {}) and defaults[name]:
-                continue
             assert spec["default"] == defaults[name], f"{name}: spec {spec['default']!r} != defaults {defaults[name]!r}"
 
 
