@@ -1,0 +1,210 @@
+"""Stand-in FreshTrack backend for tests: standard library + psycopg2 only.
+
+Endpoints: /health (database and Redis), /health/ready, /health/live, /metrics (Prometheus text),
+POST /api/readings (one sensor reading, inserted through PgBouncer), GET /api/readings/count.
+SIGTERM: /health/ready turns 503, the listener closes, in-flight requests finish, then exit 0.
+
+Configuration (environment): PORT (3000), DB_HOST, DB_PORT, DB_NAME, DB_USER,
+DB_PASSWORD_FILE, REDIS_HOST, REDIS_PORT, REDIS_PASSWORD_FILE, APP_VERSION, and for fault tests
+FAIL_HEALTH=1 (health always 503) and a `delay_ms` query parameter on POST /api/readings.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+import psycopg2
+
+VERSION = os.environ.get("APP_VERSION", "dev")
+STARTED = time.time()
+draining = threading.Event()
+lock = threading.Lock()
+requests_total: dict[tuple[str, str, int], int] = {}
+readings_inserted = 0
+in_flight = 0
+
+
+def secret(name: str) -> str | None:
+    path = os.environ.get(name + "_FILE")
+    if path:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().strip()
+    return os.environ.get(name)
+
+
+def db_connect():
+    return psycopg2.connect(
+        host=os.environ.get("DB_HOST", "pgbouncer"), port=int(os.environ.get("DB_PORT", "6432")),
+        dbname=os.environ.get("DB_NAME", "freshtrack"), user=os.environ.get("DB_USER", "freshtrack"),
+        password=secret("DB_PASSWORD"), connect_timeout=3, application_name="freshtrack-backend")
+
+
+def redis_ping() -> bool:
+    """PING over RESP, with AUTH when a password is configured."""
+    host, port = os.environ.get("REDIS_HOST"), int(os.environ.get("REDIS_PORT", "6379"))
+    if not host:
+        return True
+    with socket.create_connection((host, port), timeout=2) as conn:
+        password = secret("REDIS_PASSWORD")
+        if password:
+            conn.sendall(resp_command("AUTH", password))
+            if not conn.recv(64).startswith(b"+OK"):
+                return False
+        conn.sendall(resp_command("PING"))
+        return conn.recv(64).startswith(b"+PONG")
+
+
+def resp_command(*parts: str) -> bytes:
+    out = [f"*{len(parts)}\r\n".encode()]
+    for part in parts:
+        data = part.encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
+
+
+def ensure_schema() -> None:
+    for _ in range(60):
+        try:
+            with db_connect() as conn, conn.cursor() as cur:
+                cur.execute("CREATE TABLE IF NOT EXISTS sensor_readings ("
+                            " id bigserial PRIMARY KEY, sensor_id text NOT NULL,"
+                            " temperature double precision NOT NULL,"
+                            " recorded_at timestamptz NOT NULL DEFAULT now())")
+            return
+        except psycopg2.Error as error:
+            print(f"waiting for the database: {error}".strip(), file=sys.stderr, flush=True)
+            time.sleep(1)
+    raise SystemExit("database never became reachable")
+
+
+def render_metrics() -> str:
+    lines = ["# HELP http_requests_total Requests served.", "# TYPE http_requests_total counter"]
+    with lock:
+        for (method, route, status), count in sorted(requests_total.items()):
+            lines.append(f'http_requests_total{{method="{method}",route="{route}",status="{status}"}} {count}')
+        lines += ["# HELP readings_inserted_total Sensor readings stored.",
+                  "# TYPE readings_inserted_total counter", f"readings_inserted_total {readings_inserted}",
+                  "# TYPE http_requests_in_flight gauge", f"http_requests_in_flight {in_flight}"]
+    lines += ["# TYPE process_start_time_seconds gauge", f"process_start_time_seconds {STARTED:.3f}",
+              f'freshtrack_build_info{{version="{VERSION}"}} 1']
+    return "\n".join(lines) + "\n"
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    # Idle keep-alive connections (a proxy's pool) close after this, so a drain cannot hang on them.
+    timeout = 2
+
+    def log_message(self, fmt, *args):  # one JSON line per request, like a real service
+        print(json.dumps({"msg": fmt % args, "version": VERSION}), flush=True)
+
+    def send(self, status: int, body, content_type="application/json"):
+        data = body if isinstance(body, bytes) else (
+            body.encode() if isinstance(body, str) else json.dumps(body).encode())
+        self.send_response(status)
+        if draining.is_set():
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        route = urlparse(self.path).path
+        with lock:
+            key = (self.command, route, status)
+            requests_total[key] = requests_total.get(key, 0) + 1
+
+    def health(self):
+        if os.environ.get("FAIL_HEALTH") == "1":
+            return self.send(503, {"status": "unhealthy", "reason": "FAIL_HEALTH", "version": VERSION})
+        state = {"version": VERSION}
+        try:
+            with db_connect() as conn, conn.cursor() as cur:
+                cur.execute("SELECT 1")
+            state["database"] = "connected"
+        except psycopg2.Error:
+            state["database"] = "unreachable"
+        try:
+            state["redis"] = "connected" if redis_ping() else "unreachable"
+        except OSError:
+            state["redis"] = "unreachable"
+        healthy = state["database"] == "connected" and state["redis"] == "connected"
+        state["status"] = "healthy" if healthy else "unhealthy"
+        return self.send(200 if healthy else 503, state)
+
+    def do_GET(self):
+        path = urlparse(self.path).path
+        if path == "/health":
+            return self.health()
+        if path == "/health/live":
+            return self.send(200, {"status": "alive", "version": VERSION})
+        if path == "/health/ready":
+            if draining.is_set() or os.environ.get("FAIL_HEALTH") == "1":
+                return self.send(503, {"status": "draining" if draining.is_set() else "unhealthy"})
+            return self.send(200, {"status": "ready", "version": VERSION})
+        if path == "/metrics":
+            return self.send(200, render_metrics(), "text/plain; version=0.0.4")
+        if path == "/api/readings/count":
+            with db_connect() as conn, conn.cursor() as cur:
+                cur.execute("SELECT count(*) FROM sensor_readings")
+                return self.send(200, {"count": cur.fetchone()[0]})
+        return self.send(404, {"error": "not found"})
+
+    def do_POST(self):
+        global readings_inserted, in_flight
+        url = urlparse(self.path)
+        if url.path != "/api/readings":
+            return self.send(404, {"error": "not found"})
+        with lock:
+            in_flight += 1
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+            reading = json.loads(self.rfile.read(length) or b"{}")
+            delay = int(parse_qs(url.query).get("delay_ms", ["0"])[0])
+            if not isinstance(reading.get("sensor_id"), str) or not isinstance(
+                    reading.get("temperature"), (int, float)):
+                return self.send(400, {"error": "sensor_id (string) and temperature (number) are required"})
+            time.sleep(min(delay, 30000) / 1000)
+            with db_connect() as conn, conn.cursor() as cur:
+                cur.execute("INSERT INTO sensor_readings (sensor_id, temperature) VALUES (%s, %s) RETURNING id",
+                            (reading["sensor_id"], float(reading["temperature"])))
+                new_id = cur.fetchone()[0]
+            with lock:
+                readings_inserted += 1
+            return self.send(201, {"id": new_id, "version": VERSION})
+        finally:
+            with lock:
+                in_flight -= 1
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = False  # server_close() waits for in-flight requests
+    block_on_close = True
+
+
+def main() -> None:
+    ensure_schema()
+    server = Server(("0.0.0.0", int(os.environ.get("PORT", "3000"))), Handler)
+
+    def stop(signum, _frame):
+        draining.set()
+        print(json.dumps({"msg": f"signal {signum}: draining", "version": VERSION}), flush=True)
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    print(json.dumps({"msg": "listening", "port": server.server_address[1], "version": VERSION}), flush=True)
+    server.serve_forever(poll_interval=0.2)
+    server.server_close()
+    print(json.dumps({"msg": "stopped after in-flight requests finished", "version": VERSION}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+#!/bin/bash
+# First start: initdb with SCRAM for network logins, create the user and database, run init
+# scripts. Every start: postgres in the foreground with the given arguments.
+set -euo pipefail
+[ "${1:-postgres}" = postgres ] && shift || true
+user=${POSTGRES_USER:-postgres}
+db=${POSTGRES_DB:-$user}
+if [ -n "${POSTGRES_PASSWORD_FILE:-}" ]; then POSTGRES_PASSWORD=$(cat "$POSTGRES_PASSWORD_FILE"); fi
+if [ ! -s "$PGDATA/PG_VERSION" ]; then
+  [ -n "${POSTGRES_PASSWORD:-}" ] || { echo "POSTGRES_PASSWORD or POSTGRES_PASSWORD_FILE is required" >&2; exit 1; }
+  mkdir -p "$PGDATA" && chmod 700 "$PGDATA"
+  pwfile=$(mktemp) && printf '%s' "$POSTGRES_PASSWORD" > "$pwfile"
+  initdb -D "$PGDATA" -U "$user" --pwfile="$pwfile" --auth-local=trust --auth-host=scram-sha-256 >/dev/null
+  rm -f "$pwfile"
+  echo "host all all all scram-sha-256" >> "$PGDATA/pg_hba.conf"
+  pg_ctl -D "$PGDATA" -o "-c listen_addresses=''" -w start >/dev/null
+  [ "$db" = postgres ] || psql -v ON_ERROR_STOP=1 -U "$user" -d postgres -c "CREATE DATABASE \"$db\"" >/dev/null
+  for f in /docker-entrypoint-initdb.d/*; do
+    case $f in
+      *.sql) psql -v ON_ERROR_STOP=1 -U "$user" -d "$db" -f "$f" ;;
+      *.sh) . "$f" ;;
+    esac
+  done
+  pg_ctl -D "$PGDATA" -m fast -w stop >/dev/null
+  echo "database initialised for user $user, database $db"
+fi
+unset POSTGRES_PASSWORD
+exec postgres -D "$PGDATA" -c listen_addresses='*' "$@"
