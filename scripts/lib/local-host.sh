@@ -58,10 +58,11 @@ print_local_summary() {
   printf '%-22s %s\n' "os" "$(h '. /etc/os-release; echo $PRETTY_NAME')"
   printf '%-22s %s\n' "ssh (keys only)" "ssh -i $LOCAL_KEY freshtrack@$ip"
   printf '%-22s %s\n' "sshd" "$(h "sshd -T | grep -E '^(permitrootlogin|passwordauthentication) ' | tr '\n' ' '")"
-  printf '%-22s %s\n' "firewall" "$(h "ufw status | head -1; ufw show added | grep -c '^ufw '" | tr '\n' ' ') rules"
+  printf '%-22s %s\n' "firewall" "$(h "echo \$(ufw status | head -1 | cut -d' ' -f2), \$(ufw show added | grep -c '^ufw ') rules")"
   printf '%-22s %s\n' "fail2ban" "$(h "fail2ban-client status sshd | grep -o 'Currently banned:.*'")"
   printf '%-22s %s\n' "security updates" "$(h "apt-config dump APT::Periodic::Unattended-Upgrade")"
   printf '%-22s %s\n' "docker" "$(h "docker version -f '{{.Server.Version}}'")"
   printf '%-22s %s\n' "compose" "$(h "docker compose version --short")"
+  printf '%-22s %s\n' "secrets" "$(h "echo \$(ls /opt/freshtrack/secrets | wc -l) files in \$(stat -c '%n (%a)' /opt/freshtrack/secrets)")"
   printf '%-22s %s\n' "docker logs" "$(h "python3 -c 'import json; d=json.load(open(\"/etc/docker/daemon.json\")); print(d[\"log-driver\"], d[\"log-opts\"])'")"
 }

@@ -38,6 +38,8 @@ CASES = [
     ("hardening_sysctl_overrides", {"net.ipv4.ip_forward": 0}, "hardening_sysctl_overrides"),
     ("hardening_fail2ban_bantime", "forever", "hardening_fail2ban_bantime"),
     ("hardening_unattended_upgrades_reboot_time", "25:00", "hardening_unattended_upgrades_reboot_time"),
+    ("secrets_supplied_required", ["stack_auth_secret_key"], "secrets_supplied_required: no value supplied"),
+    ("secrets_generated", {"postgres_password": {"length": 8}}, "secrets_generated: every length must be 16-256"),
 ]
 
 

@@ -1,0 +1,125 @@
+"""The secrets role against a real throwaway Debian 12 container (Ansible's docker connection).
+
+Generated once (a second run changes nothing and keeps every value), never overwritten (a deleted
+file is the only one regenerated), never printed (no value in the output at -vvv), 0700 / 0600,
+values from the requested alphabet and length; supplied secrets follow their Vault value, and a
+required one that is missing stops the run before anything is written.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import re
+import subprocess
+import uuid
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+IMAGE = os.environ.get("FRESHTRACK_HOST_IMAGE", "freshtrack-test/debian12-systemd:local")
+DIR = "/opt/freshtrack/secrets"
+PLAYBOOK = """
+- name: Secrets role under test
+  hosts: all
+  gather_facts: false
+  roles:
+    - role: freshtrack.deploy.secrets
+"""
+
+
+def sh(*args: str, check=True) -> subprocess.CompletedProcess:
+    return subprocess.run(args, check=check, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory):
+    name = f"freshtrack-secrets-{uuid.uuid4().hex[:8]}"
+    sh("docker", "run", "-d", "--name", name, IMAGE, "sleep", "infinity")
+    work = tmp_path_factory.mktemp("secrets")
+    (work / "play.yml").write_text(PLAYBOOK)
+    (work / "hosts.yml").write_text(json.dumps({"all": {"hosts": {name: {
+        "ansible_connection": "community.docker.docker"}}}}))
+    try:
+        yield name, work
+    finally:
+        sh("docker", "rm", "-f", name, check=False)
+
+
+def converge(host, extra: dict, *args: str) -> subprocess.CompletedProcess:
+    name, work = host
+    (work / "extra.json").write_text(json.dumps(extra))
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_COLLECTIONS_PATH=str(ROOT / "collections"))
+    return subprocess.run(["ansible-playbook", str(work / "play.yml"), "-i", str(work / "hosts.yml"),
+                           "-e", f"@{work / 'extra.json'}", *args],
+                          env=env, capture_output=True, text=True, timeout=300)
+
+
+def read_secrets(host) -> dict[str, str]:
+    name, _ = host
+    listing = sh("docker", "exec", name, "sh", "-c", f"ls {DIR}").stdout.split()
+    return {f: sh("docker", "exec", name, "cat", f"{DIR}/{f}").stdout for f in listing}
+
+
+def recap(result) -> str:
+    return re.search(r"^\S+\s*: ok=.*$", result.stdout, re.M).group(0)
+
+
+SUPPLIED = {"secrets_supplied": {"stack_auth_secret_key": "sk-test-123456", "stripe_secret_key": ""},
+            "secrets_supplied_required": ["stack_auth_secret_key"]}
+
+
+def test_generates_once_with_modes_alphabets_and_no_output(host):
+    name, _ = host
+    first = converge(host, SUPPLIED, "-vvv")
+    assert first.returncode == 0, first.stdout[-3000:]
+    values = read_secrets(host)
+    assert set(values) == {"postgres_password", "jwt_secret", "minio_root_user", "minio_root_password",
+                           "grafana_admin_password", "redis_password", "pgbouncer_auth_password",
+                           "stack_auth_secret_key"}  # the empty stripe key is skipped
+    assert re.fullmatch(r"[A-Za-z0-9]{40}", values["postgres_password"])
+    assert re.fullmatch(r"[A-Za-z0-9]{64}", values["jwt_secret"])
+    assert re.fullmatch(r"[a-z]{16}", values["minio_root_user"])
+    assert values["stack_auth_secret_key"] == "sk-test-123456"
+    assert len(set(values.values())) == len(values)  # no two alike
+    for value in values.values():
+        assert value not in first.stdout + first.stderr  # not even at -vvv
+    modes = sh("docker", "exec", name, "stat", "-c", "%a %U %n", DIR, *[f"{DIR}/{f}" for f in values]).stdout
+    lines = modes.splitlines()
+    assert lines[0] == f"700 root {DIR}"
+    assert all(line.startswith("600 root ") for line in lines[1:]), modes
+
+    second = converge(host, SUPPLIED)
+    assert "changed=0" in recap(second)
+    assert read_secrets(host) == values
+
+
+def test_only_a_deleted_secret_is_regenerated(host):
+    name, _ = host
+    before = read_secrets(host)
+    sh("docker", "exec", name, "rm", f"{DIR}/jwt_secret")
+    result = converge(host, SUPPLIED)
+    assert result.returncode == 0
+    after = read_secrets(host)
+    assert after["jwt_secret"] != before["jwt_secret"]
+    assert {k: v for k, v in after.items() if k != "jwt_secret"} == {
+        k: v for k, v in before.items() if k != "jwt_secret"}
+
+
+def test_supplied_secret_follows_vault(host):
+    changed = dict(SUPPLIED, secrets_supplied={"stack_auth_secret_key": "sk-rotated-987"})
+    result = converge(host, changed)
+    assert "changed=1" in recap(result)
+    assert read_secrets(host)["stack_auth_secret_key"] == "sk-rotated-987"
+    assert "sk-rotated-987" not in result.stdout
+
+
+def test_missing_required_secret_stops_before_any_change(host):
+    name, _ = host
+    before = read_secrets(host)
+    result = converge(host, {"secrets_supplied": {}, "secrets_supplied_required": ["stack_auth_secret_key"]})
+    assert result.returncode != 0
+    assert "secrets_supplied_required: no value supplied for ['stack_auth_secret_key']" in result.stdout
+    assert "changed=0" in recap(result)
+    assert read_secrets(host) == before
