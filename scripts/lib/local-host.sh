@@ -17,16 +17,21 @@ ensure_local_host() {
     log "local host $LOCAL_HOST_NAME is running"
     return 0
   fi
-  docker rm -f "$LOCAL_HOST_NAME" >/dev/null 2>&1 || true
   log "creating local host $LOCAL_HOST_NAME from freshtrack-test/$LOCAL_HOST_IMAGE:local"
-  docker run -d --name "$LOCAL_HOST_NAME" --hostname "$LOCAL_HOST_NAME" \
-    --cap-add SYS_ADMIN --cap-add NET_ADMIN --security-opt seccomp=unconfined \
-    --cgroupns=host -v /sys/fs/cgroup:/sys/fs/cgroup:rw --tmpfs /run --tmpfs /run/lock --tmpfs /tmp \
-    -v "$LOCAL_HOST_NAME-docker:/var/lib/docker" \
-    "freshtrack-test/$LOCAL_HOST_IMAGE:local" /lib/systemd/systemd >/dev/null
+  start_systemd_container "$LOCAL_HOST_NAME" -v "$LOCAL_HOST_NAME-docker:/var/lib/docker"
   # As on a VM: /proc/sys writable for the engine's per-network-namespace settings.
   docker exec "$LOCAL_HOST_NAME" mount -o remount,rw /proc/sys
   wait_for_boot "$LOCAL_HOST_NAME"
+}
+
+# A Debian host container with systemd as PID 1: start_systemd_container NAME [docker run options].
+start_systemd_container() {
+  local name=$1; shift
+  docker rm -f "$name" >/dev/null 2>&1 || true
+  docker run -d --name "$name" --hostname "$name" \
+    --cap-add SYS_ADMIN --cap-add NET_ADMIN --security-opt seccomp=unconfined \
+    --cgroupns=host -v /sys/fs/cgroup:/sys/fs/cgroup:rw --tmpfs /run --tmpfs /run/lock --tmpfs /tmp \
+    "$@" "freshtrack-test/$LOCAL_HOST_IMAGE:local" /lib/systemd/systemd >/dev/null
 }
 
 # systemd in a fresh container needs a moment before its bus answers.
