@@ -8,6 +8,8 @@
 # freshtrack-test/<name>:local; a build is skipped when the hash tag already exists.
 
 IMAGES_DIR="$REPO_ROOT/tests/images"
+# Stand-ins for the stack's upstream images (tests/vars/stand-ins.yml names them).
+STAND_IN_IMAGES=(postgres15 pgbouncer redis caddy freshtrack-backend)
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 
 image_parent() {
@@ -80,4 +82,29 @@ build_rootfs_image() {
 build_images() {
   local name
   for name in "$@"; do build_image "$name"; done
+}
+
+# `docker save` archives of test images for hosts that cannot pull them (the images role loads
+# them): .cache/images/<name>.tar, rewritten only when the image's recipe hash changed.
+ARCHIVES_DIR="$CACHE_DIR/images"
+export FRESHTRACK_IMAGE_ARCHIVES="$ARCHIVES_DIR"
+save_image_archives() {
+  local name hash
+  mkdir -p "$ARCHIVES_DIR"
+  for name in "$@"; do
+    hash=$(image_hash "$name")
+    if [ -f "$ARCHIVES_DIR/$name.tar" ] && [ "$(cat "$ARCHIVES_DIR/$name.hash" 2>/dev/null)" = "$hash" ]; then
+      continue
+    fi
+    docker save -o "$ARCHIVES_DIR/$name.tar.part" "freshtrack-test/$name:local"
+    mv "$ARCHIVES_DIR/$name.tar.part" "$ARCHIVES_DIR/$name.tar"
+    echo "$hash" > "$ARCHIVES_DIR/$name.hash"
+    log "image $name: archive $ARCHIVES_DIR/$name.tar ($(du -h "$ARCHIVES_DIR/$name.tar" | cut -f1))"
+  done
+}
+
+# Stand-in images built and saved as archives, for hosts that load them.
+ensure_stand_ins() {
+  build_images "${STAND_IN_IMAGES[@]}"
+  save_image_archives "${STAND_IN_IMAGES[@]}"
 }

@@ -25,11 +25,12 @@ ensure_local_host() {
 }
 
 # A Debian host container with systemd as PID 1: start_systemd_container NAME [docker run options].
+# SYS_PTRACE lets root enter non-root containers' namespaces (docker exec, healthchecks), as on a VM.
 start_systemd_container() {
   local name=$1; shift
   docker rm -f "$name" >/dev/null 2>&1 || true
   docker run -d --name "$name" --hostname "$name" \
-    --cap-add SYS_ADMIN --cap-add NET_ADMIN --security-opt seccomp=unconfined \
+    --cap-add SYS_ADMIN --cap-add NET_ADMIN --cap-add SYS_PTRACE --security-opt seccomp=unconfined \
     --cgroupns=host -v /sys/fs/cgroup:/sys/fs/cgroup:rw --tmpfs /run --tmpfs /run/lock --tmpfs /tmp \
     "$@" "freshtrack-test/$LOCAL_HOST_IMAGE:local" /lib/systemd/systemd >/dev/null
 }

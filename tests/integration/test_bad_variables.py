@@ -40,6 +40,25 @@ CASES = [
     ("hardening_unattended_upgrades_reboot_time", "25:00", "hardening_unattended_upgrades_reboot_time"),
     ("secrets_supplied_required", ["stack_auth_secret_key"], "secrets_supplied_required: no value supplied"),
     ("secrets_generated", {"postgres_password": {"length": 8}}, "secrets_generated: every length must be 16-256"),
+    # The stack: PgBouncer's connection budget, pinned images, domains, resources, targets.
+    ("pgbouncer_default_pool_size", 200, "pgbouncer_default_pool_size: the pools need more connections than PostgreSQL allows"),
+    ("freshtrack_postgres_max_connections", 30, "= 38 > max_connections 30"),
+    ("pgbouncer_max_client_conn", 5000, "pgbouncer_max_client_conn: 5000 clients"),
+    ("pgbouncer_pool_mode", "sessions", "pgbouncer_pool_mode"),
+    ("stack_backend_image", "freshtrack-backend", "stack_backend_image: pin a version"),
+    ("stack_postgres_image", "postgres:latest", "stack_postgres_image: pin a version"),
+    ("caddy_image", "caddy:latest", "caddy_image: pin a version"),
+    ("pgbouncer_image", "edoburu/pgbouncer", "pgbouncer_image: pin a version"),
+    ("freshtrack_domains", {}, "caddy_domains.app: the app's host name is required"),
+    ("freshtrack_domains", {"app": "App_Host!.example.com"}, "caddy_domains: keys are"),
+    ("caddy_acme_email", "", "caddy_acme_email: an e-mail address is required"),
+    ("stack_backend_memory", "128M", "stack_backend_memory (128M) is below stack_backend_memory_reservation (512M)"),
+    ("freshtrack_target", "kubernetes", "stack_target"),
+    ("freshtrack_target", "digitalocean", "stack_database.host: the digitalocean target needs the managed PostgreSQL endpoint"),
+    ("stack_backend_replicas", 0, "stack_backend_replicas: 1-20"),
+    ("stack_backend_healthcheck", ["CMD", "curl", "-f", "http://localhost:3000/health"], "stack_backend_healthcheck: a list starting with CMD"),
+    ("stack_app_env", {"STRIPE_SECRET_KEY": "sk_live_x"}, "stack_app_env: ['STRIPE_SECRET_KEY'] look like secrets"),
+    ("images_archives", {"freshtrack-test/x:1": "/nonexistent/x.tar"}, "images_archives: no such archive on the controller"),
 ]
 
 
@@ -56,6 +75,7 @@ def host(tmp_path_factory):
     inventory.write_text(json.dumps({"all": {"children": {"freshtrack": {"hosts": {name: {
         "ansible_connection": "community.docker.docker", "ansible_host": name,
         "freshtrack_admin_user": "freshtrack", "hardening_admin_ssh_keys": [GOOD_KEY],
+        "freshtrack_domains": {"app": "app.example.com"}, "caddy_acme_email": "ops@example.com",
     }}}}}}))
     try:
         yield name, inventory

@@ -4,6 +4,10 @@ Endpoints: /health (database and Redis), /health/ready, /health/live, /metrics (
 POST /api/readings (one sensor reading, inserted through PgBouncer), GET /api/readings/count.
 SIGTERM: /health/ready turns 503, the listener closes, in-flight requests finish, then exit 0.
 
+`app.py worker` runs the background worker instead: every WORKER_INTERVAL seconds (2) it checks
+the database and Redis and touches /tmp/worker-heartbeat (its healthcheck reads the file's age);
+SIGTERM ends it after the current round.
+
 Configuration (environment): PORT (3000), DB_HOST, DB_PORT, DB_NAME, DB_USER,
 DB_PASSWORD_FILE, REDIS_HOST, REDIS_PORT, REDIS_PASSWORD_FILE, APP_VERSION, and for fault tests
 FAIL_HEALTH=1 (health always 503) and a `delay_ms` query parameter on POST /api/readings.
@@ -189,7 +193,28 @@ class Server(ThreadingHTTPServer):
     block_on_close = True
 
 
+def worker() -> None:
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    ensure_schema()
+    print(json.dumps({"msg": "worker started", "version": VERSION}), flush=True)
+    while not stopping.is_set():
+        try:
+            with db_connect() as conn, conn.cursor() as cur:
+                cur.execute("SELECT count(*) FROM sensor_readings")
+            if redis_ping():
+                with open("/tmp/worker-heartbeat", "w", encoding="utf-8") as beat:
+                    beat.write(str(time.time()))
+        except (psycopg2.Error, OSError) as error:
+            print(json.dumps({"msg": f"worker round failed: {error}".strip(), "version": VERSION}), flush=True)
+        stopping.wait(float(os.environ.get("WORKER_INTERVAL", "2")))
+    print(json.dumps({"msg": "worker stopped", "version": VERSION}), flush=True)
+
+
 def main() -> None:
+    if sys.argv[1:] == ["worker"]:
+        return worker()
     ensure_schema()
     server = Server(("0.0.0.0", int(os.environ.get("PORT", "3000"))), Handler)
 

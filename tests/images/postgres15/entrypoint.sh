@@ -1,14 +1,20 @@
 #!/bin/bash
-# First start: initdb with SCRAM for network logins, create the user and database, run init
-# scripts. Every start: postgres in the foreground with the given arguments.
+# As root (like the official image): read the password secret, own the data directory, then run
+# this script again as postgres. First start: initdb with SCRAM for network logins, create the
+# database, run init scripts. Every start: postgres in the foreground with the given arguments.
 set -euo pipefail
+if [ -n "${POSTGRES_PASSWORD_FILE:-}" ]; then
+  POSTGRES_PASSWORD=$(cat "$POSTGRES_PASSWORD_FILE"); export POSTGRES_PASSWORD; unset POSTGRES_PASSWORD_FILE
+fi
+if [ "$(id -u)" = 0 ]; then
+  mkdir -p "$PGDATA" && chown postgres:postgres "$PGDATA" && chmod 700 "$PGDATA"
+  exec setpriv --reuid=postgres --regid=postgres --init-groups "$0" "$@"
+fi
 [ "${1:-postgres}" = postgres ] && shift || true
 user=${POSTGRES_USER:-postgres}
 db=${POSTGRES_DB:-$user}
-if [ -n "${POSTGRES_PASSWORD_FILE:-}" ]; then POSTGRES_PASSWORD=$(cat "$POSTGRES_PASSWORD_FILE"); fi
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
   [ -n "${POSTGRES_PASSWORD:-}" ] || { echo "POSTGRES_PASSWORD or POSTGRES_PASSWORD_FILE is required" >&2; exit 1; }
-  mkdir -p "$PGDATA" && chmod 700 "$PGDATA"
   pwfile=$(mktemp) && printf '%s' "$POSTGRES_PASSWORD" > "$pwfile"
   initdb -D "$PGDATA" -U "$user" --pwfile="$pwfile" --auth-local=trust --auth-host=scram-sha-256 >/dev/null
   rm -f "$pwfile"
