@@ -71,4 +71,22 @@ print_local_summary() {
   printf '%-22s %s\n' "compose" "$(h "docker compose version --short")"
   printf '%-22s %s\n' "secrets" "$(h "echo \$(ls /opt/freshtrack/secrets | wc -l) files in \$(stat -c '%n (%a)' /opt/freshtrack/secrets)")"
   printf '%-22s %s\n' "docker logs" "$(h "python3 -c 'import json; d=json.load(open(\"/etc/docker/daemon.json\")); print(d[\"log-driver\"], d[\"log-opts\"])'")"
+  print_stack_summary "$ip"
+}
+
+# The stack as a user meets it: URLs through Caddy (its internal CA saved next to the key), each
+# checked from this machine, then every service with its health.
+print_stack_summary() {
+  local ip=$1 ca="$CACHE_DIR/local/caddy-root.crt" domain code
+  docker exec "$LOCAL_HOST_NAME" docker exec freshtrack-caddy cat /data/caddy/pki/authorities/local/root.crt \
+    >"$ca" 2>/dev/null || { printf '%-22s %s\n' "stack" "not running"; return 0; }
+  printf '\n%-22s %s\n' "Caddy's CA" "$ca (caddy_tls_mode: internal)"
+  for domain in app.freshtrack.test api.freshtrack.test; do
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 --cacert "$ca" \
+      --resolve "$domain:443:$ip" "https://$domain/health" || true)
+    printf '%-22s %s\n' "https://$domain" "/health -> HTTP $code  (curl --cacert $ca --resolve $domain:443:$ip https://$domain/health)"
+  done
+  printf '\n'
+  docker exec "$LOCAL_HOST_NAME" docker ps --filter label=com.docker.compose.project=freshtrack \
+    --format 'table {{.Names}}\t{{.Status}}\t{{.Ports}}' | sort
 }
