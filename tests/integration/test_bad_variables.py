@@ -59,6 +59,7 @@ CASES = [
     ("stack_backend_healthcheck", ["CMD", "curl", "-f", "http://localhost:3000/health"], "stack_backend_healthcheck: a list starting with CMD"),
     ("stack_app_env", {"STRIPE_SECRET_KEY": "sk_live_x"}, "stack_app_env: ['STRIPE_SECRET_KEY'] look like secrets"),
     ("images_archives", {"freshtrack-test/x:1": "/nonexistent/x.tar"}, "images_archives: no such archive on the controller"),
+    ("cert_monitor_interval", "often", "cert_monitor_interval: a systemd time span"),
 ]
 
 
