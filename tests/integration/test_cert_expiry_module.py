@@ -191,3 +191,34 @@ def test_fail_on_names_the_failing_certificates_and_files_and_textfile(world, tm
 def test_bad_arguments_fail_clearly(world):
     result = run_module(world["tmp"], {"paths": ["/nonexistent.pem"], "critical_days": 20, "warning_days": 10})
     assert result["failed"] and "critical_days (20.0) must be between 0 and warning_days (10.0)" in result["msg"]
+
+
+def test_postgres_starttls_against_a_real_postgresql(tmp_path):
+    """PostgreSQL 15 (the stand-in image) with ssl=on and Debian's snakeoil certificate."""
+    name = f"freshtrack-certcheck-pg-{os.getpid()}"
+    subprocess.run(["docker", "run", "-d", "--name", name, "-e", "POSTGRES_PASSWORD=unused", "-p", "127.0.0.1::5432",
+                    "freshtrack-test/postgres15:local", "postgres", "-c", "ssl=on",
+                    "-c", "ssl_cert_file=/etc/ssl/certs/ssl-cert-snakeoil.pem",
+                    "-c", "ssl_key_file=/etc/ssl/private/ssl-cert-snakeoil.key"], check=True, capture_output=True)
+    try:
+        port = int(subprocess.run(["docker", "port", name, "5432"], check=True, capture_output=True,
+                                  text=True).stdout.strip().rsplit(":", 1)[1])
+        for _ in range(60):
+            if "ready to accept connections" in subprocess.run(["docker", "logs", name], capture_output=True,
+                                                               text=True).stderr:
+                break
+            time.sleep(0.5)
+        cert = tmp_path / "snakeoil.pem"
+        cert.write_text(subprocess.run(["docker", "exec", name, "cat", "/etc/ssl/certs/ssl-cert-snakeoil.pem"],
+                                       check=True, capture_output=True, text=True).stdout)
+        result = run_module(tmp_path, {"endpoints": [{"host": "127.0.0.1", "port": port, "starttls": "postgres"}],
+                                       "fail_on": "never"})
+        entry = result["results"][0]
+        assert entry["status"] == "invalid" and "self-signed" in entry["verify_error"], entry
+        assert entry["certificate"]["not_after"] == openssl_enddate(cert)
+        # The same certificate trusted explicitly: ok (the name is checked against the host asked for).
+        trusted = run_module(tmp_path, {"endpoints": [{"host": "127.0.0.1", "port": port, "starttls": "postgres"}],
+                                        "ca_path": str(cert), "fail_on": "never"})
+        assert trusted["results"][0]["chain_verified"] is True, trusted["results"][0]
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
