@@ -34,7 +34,10 @@ _DURATION_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "ns
 
 
 class RolloutError(Exception):
-    """A rollout that cannot start or did not succeed; the message is for a person."""
+    """A rollout that cannot start or did not succeed; the message is for a person. `result` is
+    the service's partial result (phases so far) when the rollout had started."""
+
+    result: dict | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -427,6 +430,16 @@ class Rollout:
         if not result["changed"] or check_mode:
             result["duration"] = round(self.clock() - started, 3)
             return result
+        try:
+            self.execute(service, facts, steps, result, by_id, unslotted)
+        except RolloutError as error:
+            result.update(failed=True, duration=round(self.clock() - started, 3))
+            error.result = result
+            raise
+        result["duration"] = round(self.clock() - started, 3)
+        return result
+
+    def execute(self, service, facts, steps, result, by_id, unslotted) -> None:
         if unslotted:
             self.adopt(service, [by_id[v["id"]] for v in unslotted])
         total_now = len(facts["containers"])
@@ -440,11 +453,9 @@ class Rollout:
         final = [self.view(c) for c in self.containers(service)]
         running = [v for v in final if v["status"] == "running"]
         result["final"] = [_public(v) for v in final]
-        result["duration"] = round(self.clock() - started, 3)
         if len(running) != facts["replicas"] or len(final) != facts["replicas"]:
             raise RolloutError(f"service {service} ended with {len(running)} running of {len(final)} containers, "
-                               f"wanted {facts['replicas']}", ) from None
-        return result
+                               f"wanted {facts['replicas']}")
 
     def add_batch(self, service: str, facts: dict, count: int, total_now: int, phases: dict) -> list[dict]:
         """Create, start and health-gate `count` new containers; on failure remove them and raise."""

@@ -13,10 +13,13 @@ description:
     beside the old ones, waits until every new one is healthy (its Docker healthcheck, plus an HTTP
     probe if set), then drains, stops gracefully and removes the old ones. Capacity never drops
     below the desired replica count (max unavailable 0).
-  - With I(proxy_network), new containers stay out of that network (and so out of the proxy's DNS)
-    until they are healthy, so a DNS-based proxy such as Caddy's C(dynamic a) upstreams never sends
-    a request to a container that is not ready. They have no Internet access before that if that
-    network is their only way out.
+  - With I(proxy_network), new containers stay out of that network until they are healthy, then join
+    it with the aliases compose gave them, so a proxy that finds replicas by DNS never sends a request
+    to one that is not ready. With I(proxy_alias) they also get a free slot alias
+    (C(backend-slot-1) .. C(backend-slot-N)), the fixed upstream list of a proxy that health-checks
+    its upstreams, as Caddy does only for static upstreams. An old container then fails its
+    readiness check when told to stop (or after I(drain_command)), the proxy takes it out of rotation,
+    and it stops without a request in flight.
   - If a new container turns unhealthy, exits, restarts or is not healthy within I(health_timeout),
     the new containers are removed, the old ones are left untouched and serving, and the module
     fails with the container's last health-check output and the tail of its log.
@@ -154,38 +157,31 @@ notes:
 """
 
 EXAMPLES = r"""
-- name: Roll backend and worker to the image now in the compose files
+- name: Roll the backend behind Caddy (slot upstreams), then the worker
   freshtrack.deploy.rolling_restart:
     project_src: /opt/freshtrack
     files: [compose.yaml, compose.selfhosted.yaml, compose.production.yaml]
     project_name: freshtrack
-    services: [backend, worker]
+    services: [backend]
     proxy_network: freshtrack_edge
+    proxy_alias: "backend-slot-{slot}"
+    proxy_slots: 4
     health_timeout: 180
     probe:
       port: 3000
       path: /health/ready
   register: rollout
 
-- name: One replica at a time, waiting 20 s for a health-checking proxy to stop routing to the old one
+- name: The phase durations of the backend
+  ansible.builtin.debug:
+    msg: "{{ rollout.services[0].phases }}"
+
+- name: One replica at a time, a drain hook, 20 s for a health-checking proxy to stop routing to the old one
   freshtrack.deploy.rolling_restart:
     project_src: /opt/app
     services: [web]
     batch_size: 1
-    proxy_alias:
-    description:
-      - Slot alias pattern with C({slot}), for example C(backend-slot-{slot}), for a proxy that
-        health-checks a fixed list of upstreams (Caddy's active health checks do not work on
-        C(dynamic) upstreams). Each new container joins I(proxy_network) under the lowest free
-        slot alias; running containers without one (started by a plain C(docker compose up)) get
-        one too (reported in C(adopted)). Requires I(proxy_network) and I(proxy_slots).
-    type: str
-  proxy_slots:
-    description:
-      - How many slot aliases the proxy lists (C(backend-slot-1) .. C(backend-slot-N)); at least the
-        replicas plus the batch size (twice the replicas when I(batch_size) is 0).
-    type: int
-  drain_command: [touch, /tmp/drain]
+    drain_command: [touch, /tmp/drain]
     drain_delay: 20
 """
 
@@ -332,7 +328,12 @@ def main():
         for service in params["services"]:
             results.append(rollout.roll(service, check_mode=module.check_mode))
     except RolloutError as error:
+        if error.result:
+            results.append(error.result)
         module.fail_json(msg=str(error), services=results, log=messages,
+                         duration=round(time.monotonic() - started, 3))
+    except docker.errors.DockerException as error:
+        module.fail_json(msg=f"Docker API error: {error}", services=results, log=messages,
                          duration=round(time.monotonic() - started, 3))
 
     changed = any(result["changed"] for result in results)

@@ -6,6 +6,7 @@ SIGTERM: /health/ready turns 503 at once, requests are still served for SHUTDOWN
 while the proxy's health checks take the replica out, then the listener closes, in-flight requests
 finish and it exits 0.
 
+`app.py migrate` creates the schema and records APP_VERSION in schema_migrations, then exits.
 `app.py worker` runs the background worker instead: every WORKER_INTERVAL seconds (2) it checks
 the database and Redis and touches /tmp/worker-heartbeat (its healthcheck reads the file's age);
 SIGTERM ends it after the current round.
@@ -223,6 +224,14 @@ def main() -> None:
         raise SystemExit(f"version {VERSION}: crashing on start (CRASH_ON_START=1)")
     if sys.argv[1:] == ["worker"]:
         return worker()
+    if sys.argv[1:] == ["migrate"]:  # what the deploy runs as a one-off container first
+        ensure_schema()
+        with db_connect() as conn, conn.cursor() as cur:
+            cur.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version text PRIMARY KEY,"
+                        " applied_at timestamptz NOT NULL DEFAULT now())")
+            cur.execute("INSERT INTO schema_migrations (version) VALUES (%s) ON CONFLICT DO NOTHING", (VERSION,))
+        print(json.dumps({"msg": "migrated", "version": VERSION}), flush=True)
+        return None
     ensure_schema()
     server = Server(("0.0.0.0", int(os.environ.get("PORT", "3000"))), Handler)
 

@@ -1,0 +1,179 @@
+"""freshtrack.deploy.rolling_restart against the real Docker engine, under load through Caddy.
+
+The project in tests/integration/rollout/ runs the stand-in backend (2 replicas) behind Caddy with
+the proxy settings of roles/caddy (slot upstreams, active readiness checks, retries), on PostgreSQL.
+A load generator POSTs sensor readings through Caddy at 60/s for the whole of every rollout:
+  current -> v2       the module succeeds; zero non-2xx, zero connection errors; rows == 2xx
+  v2 -> bad           (never healthy, 500 to readings) the module fails, old containers untouched
+  v2 -> crashing      (exits on start) the same
+plus check mode, diff, the no-op run and the refusals. Figures go to .cache/reports/rolling_restart.json
+(scripts/measure-rollout prints them as a table).
+"""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from loadgen import Load  # noqa: E402
+from moduletask import run_module  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+PROJECT_DIR = pathlib.Path(__file__).resolve().parent / "rollout"
+PROJECT = f"ftrollout{os.getpid()}"
+REPORT = ROOT / ".cache" / "reports" / "rolling_restart.json"
+IMAGES = {name: f"freshtrack-test/freshtrack-backend{suffix}:local"
+          for name, suffix in (("current", ""), ("v2", "-v2"), ("bad", "-bad"), ("crash", "-crash"))}
+RATE = 60
+pytestmark = pytest.mark.skipif(subprocess.run(["docker", "info"], capture_output=True).returncode != 0,
+                                reason="needs a Docker engine")
+
+
+def compose(*args, image="current", check=True) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PROJECT=PROJECT, BACKEND_IMAGE=IMAGES[image])
+    return subprocess.run(["docker", "compose", "--project-directory", str(PROJECT_DIR), *args], env=env,
+                          capture_output=True, text=True, check=check, timeout=300)
+
+
+def backend_ids() -> list[str]:
+    out = subprocess.run(["docker", "ps", "-aq", "--no-trunc", "--filter", f"label=com.docker.compose.project={PROJECT}",
+                          "--filter", "label=com.docker.compose.service=backend"], capture_output=True, text=True, check=True)
+    return sorted(out.stdout.split())
+
+
+def image_of(container_id: str) -> str:
+    return subprocess.run(["docker", "inspect", "-f", "{{.Config.Image}}", container_id], capture_output=True,
+                          text=True, check=True).stdout.strip()
+
+
+def rows(prefix: str) -> int:
+    out = compose("exec", "-T", "postgres", "psql", "-U", "freshtrack", "-d", "freshtrack", "-tAc",
+                  f"SELECT count(*) FROM sensor_readings WHERE sensor_id LIKE '{prefix}-%'")
+    return int(out.stdout.strip())
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("rollout")
+    (tmp / "env").write_text("")
+    try:
+        compose("up", "-d", "--wait")
+        port = compose("port", "caddy", "80").stdout.strip().rsplit(":", 1)[1]
+        yield {"tmp": tmp, "url": f"http://127.0.0.1:{port}/api/readings", "report": {}}
+    finally:
+        compose("down", "-v", "-t", "2", check=False)
+    REPORT.parent.mkdir(parents=True, exist_ok=True)
+
+
+def roll(project, image: str, check=False, diff=False, **extra) -> dict:
+    """The module as the playbooks call it, with the compose files pointing at `image`."""
+    env_file = project["tmp"] / "env"
+    env_file.write_text(f"PROJECT={PROJECT}\nBACKEND_IMAGE={IMAGES[image]}\n")
+    args = {"project_src": str(PROJECT_DIR), "project_name": PROJECT, "env_files": [str(env_file)],
+            "services": ["backend"], "proxy_network": f"{PROJECT}_edge", "proxy_alias": "backend-slot-{slot}",
+            "proxy_slots": 4, "probe": {"port": 3000, "path": "/health/ready"}, "health_timeout": 40}
+    args.update(extra)
+    return run_module(project["tmp"], "freshtrack.deploy.rolling_restart", args, check=check, diff=diff, timeout=300)
+
+
+def under_load(project, image: str, **extra) -> tuple[dict, dict, str]:
+    prefix = f"roll-{image}-{uuid.uuid4().hex[:8]}"
+    load = Load(project["url"], rate=RATE, threads=24, prefix=prefix).start()
+    time.sleep(3)  # steady state before the rollout
+    result = roll(project, image, **extra)
+    time.sleep(3)  # and after it
+    summary = load.stop()
+    return result, summary, prefix
+
+
+def record(project, name: str, result: dict, summary: dict, prefix: str) -> None:
+    service = (result.get("services") or [{}])[0]
+    project["report"][name] = {"load": summary, "rows_in_postgres": rows(prefix), "module_failed": bool(result.get("failed")),
+                               "phases": service.get("phases"), "duration": service.get("duration")}
+    existing = json.loads(REPORT.read_text()) if REPORT.exists() else {}
+    existing.update(project["report"])
+    REPORT.parent.mkdir(parents=True, exist_ok=True)
+    REPORT.write_text(json.dumps(existing, indent=2) + "\n")
+
+
+def assert_no_request_failed(summary: dict):
+    assert summary["non_2xx"] == 0 and summary["connection_errors"] == 0, summary
+    assert summary["rate_achieved"] >= 50, summary
+
+
+def test_first_run_gives_the_compose_started_replicas_proxy_slots(project):
+    before = backend_ids()
+    result = roll(project, "current")
+    assert not result.get("failed"), result.get("msg")
+    assert result["changed"] and len(result["services"][0]["adopted"]) == 2
+    assert backend_ids() == before
+    again = roll(project, "current")
+    assert not again["changed"] and again["services"][0]["new"] == []
+
+
+def test_check_mode_reports_the_plan_and_changes_nothing(project):
+    before = backend_ids()
+    result = roll(project, "v2", check=True, diff=True)
+    assert result["changed"] and not result.get("failed"), result.get("msg")
+    assert backend_ids() == before
+    assert "freshtrack-backend:local" in result["diff"]["before"]
+    assert "backend (new 1): freshtrack-test/freshtrack-backend-v2:local" in result["diff"]["after"]
+
+
+def test_rollout_to_a_healthy_version_drops_no_request(project):
+    before = backend_ids()
+    result, summary, prefix = under_load(project, "v2")
+    record(project, "current -> v2", result, summary, prefix)
+    assert not result.get("failed"), result.get("msg")
+    service = result["services"][0]
+    after = backend_ids()
+    assert set(after).isdisjoint(before) and len(after) == 2
+    assert {image_of(c) for c in after} == {IMAGES["v2"]}
+    assert sorted(service["removed"]) == before
+    assert set(service["phases"]) >= {"create", "start", "healthy", "join_proxy_network", "drain", "stop", "remove"}
+    assert_no_request_failed(summary)
+    assert rows(prefix) == summary["ok_2xx"]
+
+
+@pytest.mark.parametrize("image, words", [("bad", ["is unhealthy", "last health check", "HTTP Error 503"]),
+                                          ("crash", ["crashing on start"])])
+def test_a_version_that_never_turns_healthy_is_removed_and_the_old_one_keeps_serving(project, image, words):
+    before = backend_ids()
+    result, summary, prefix = under_load(project, image)
+    record(project, f"v2 -> {image}", result, summary, prefix)
+    assert result.get("failed"), result
+    for word in words + ["were removed", "old ones were not touched"]:
+        assert word in result["msg"], result["msg"]
+    assert backend_ids() == before
+    assert {image_of(c) for c in before} == {IMAGES["v2"]}
+    assert_no_request_failed(summary)
+    assert rows(prefix) == summary["ok_2xx"]
+
+
+@pytest.mark.parametrize("override, words", [
+    # (compose itself refuses container_name with 2 replicas)
+    ({"container_name": "ftrollout-fixed", "deploy": {"replicas": 1}}, ["container_name 'ftrollout-fixed'"]),
+    ({"ports": ["127.0.0.1:39999:3000"]}, ["fixed host port", "39999->3000"]),
+    ({"healthcheck": {"disable": True}}, ["no healthcheck", "wait_fixed"]),
+])
+def test_refuses_what_cannot_run_twice_and_changes_nothing(project, override, words):
+    extra = project["tmp"] / "override.yaml"
+    extra.write_text(json.dumps({"services": {"backend": override}}))
+    before = backend_ids()
+    result = roll(project, "v2", files=[str(PROJECT_DIR / "compose.yaml"), str(extra)])
+    assert result.get("failed") and all(word in result["msg"] for word in words), result.get("msg")
+    assert backend_ids() == before
+
+
+def test_unknown_service_and_unreachable_engine_fail_clearly(project):
+    result = roll(project, "v2", services=["nosuch"])
+    assert result.get("failed") and "service nosuch is not in the compose project" in result["msg"]
+    result = roll(project, "v2", docker_host="unix:///nonexistent.sock")
+    assert result.get("failed") and "cannot reach the Docker daemon" in result["msg"]
