@@ -309,8 +309,13 @@ class Compose:
         return parse_config_hashes(self.run("config", "--hash", ",".join(services)))
 
     def create_replicas(self, service: str, total: int) -> None:
-        """Create (not start) replicas up to `total`, leaving the existing ones alone."""
-        self.run("up", "--no-start", "--no-deps", "--no-recreate", "--scale", f"{service}={total}", service)
+        """Create (not start) replicas up to `total`, leaving the existing ones alone.
+
+        Not --no-deps: compose hashes the configuration without the dependencies then, and the
+        containers' config-hash label would never match `config --hash`. --no-recreate also holds
+        for the dependencies, and --no-start starts none of them.
+        """
+        self.run("up", "--no-start", "--no-recreate", "--scale", f"{service}={total}", service)
 
 
 def http_probe(address: str, probe: dict) -> bool | str:

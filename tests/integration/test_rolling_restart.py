@@ -140,6 +140,8 @@ def test_rollout_to_a_healthy_version_drops_no_request(project):
     assert set(service["phases"]) >= {"create", "start", "healthy", "join_proxy_network", "drain", "stop", "remove"}
     assert_no_request_failed(summary)
     assert rows(prefix) == summary["ok_2xx"]
+    again = roll(project, "v2")  # the containers it made are what compose would make: nothing to do
+    assert not again.get("failed") and not again["changed"], again
 
 
 @pytest.mark.parametrize("image, words", [("bad", ["is unhealthy", "last health check", "HTTP Error 503"]),
