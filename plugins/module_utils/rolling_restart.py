@@ -151,14 +151,25 @@ def container_view(attrs: dict) -> dict:
     }
 
 
-def is_current(view: dict, desired_hash: str, desired_image_id: str) -> bool:
-    """Runs the desired configuration and image, and is running."""
-    return (view["status"] == "running" and view["config_hash"] == desired_hash
+def parse_dry_run(text: str) -> set:
+    """Containers `docker compose --dry-run up` would recreate (its 'Container <name>  Recreate' lines)."""
+    return set(re.findall(r"Container (\S+)\s+Recreate\b", text))
+
+
+def is_current(view: dict, desired_hash: str, desired_image_id: str, diverged: set | None = None) -> bool:
+    """Runs the desired configuration and image, and is running.
+
+    The configuration is judged by compose itself when it can say (`diverged`, from a dry run of
+    `up`); otherwise by the config-hash label against `config --hash`, which compose 2.26 computes
+    differently for services with env_file.
+    """
+    same_config = view["name"] not in diverged if diverged is not None else view["config_hash"] == desired_hash
+    return (view["status"] == "running" and same_config
             and view["image_id"] == desired_image_id and view["health"] != "unhealthy")
 
 
 def plan(views: list[dict], replicas: int, desired_hash: str, desired_image_id: str,
-         batch_size: int = 0, force: bool = False) -> dict:
+         batch_size: int = 0, force: bool = False, diverged: set | None = None) -> dict:
     """What to do with one service.
 
     Returns keep (current containers that stay), replace (containers to go, oldest first),
@@ -166,7 +177,7 @@ def plan(views: list[dict], replicas: int, desired_hash: str, desired_image_id: 
     number of new containers) and changed.
     """
     ordered = sorted(views, key=lambda v: (v["number"], v["created"]))
-    current = [] if force else [v for v in ordered if is_current(v, desired_hash, desired_image_id)]
+    current = [] if force else [v for v in ordered if is_current(v, desired_hash, desired_image_id, diverged)]
     keep = current[:replicas]
     replace = [v for v in ordered if v not in keep]
     to_create = replicas - len(keep)
@@ -308,6 +319,16 @@ class Compose:
     def hashes(self, services: list[str]) -> dict:
         return parse_config_hashes(self.run("config", "--hash", ",".join(services)))
 
+    def diverged(self, service: str) -> set | None:
+        """Containers of `service` compose would recreate; None when this compose has no --dry-run."""
+        command = self.base[:2] + ["--dry-run"] + self.base[2:] + ["up", "--no-start", service]
+        rc, out, err = self.run_command(command, cwd=self.cwd)
+        if rc != 0:
+            if "dry-run" in (err or ""):
+                return None
+            raise RolloutError(f"`{' '.join(command[1:])}` failed (rc {rc}): {(err or out).strip()[-2000:]}")
+        return parse_dry_run((out or "") + (err or ""))
+
     def create_replicas(self, service: str, total: int) -> None:
         """Create (not start) replicas up to `total`, leaving the existing ones alone.
 
@@ -392,6 +413,7 @@ class Rollout:
         if network and network not in self.network_names(definition):
             raise RolloutError(f"service {service} is not attached to proxy_network {network} "
                                f"(it is on: {', '.join(self.network_names(definition)) or 'none'})")
+        diverged = self.compose.diverged(service)
         desired_hash = self.compose.hashes([service]).get(service)
         if not desired_hash:
             raise RolloutError(f"docker compose config gave no config hash for service {service}")
@@ -402,7 +424,7 @@ class Rollout:
             stop_timeout = parse_duration(definition.get("stop_grace_period"))
         return {
             "definition": definition, "image_ref": image_ref, "image_id": image.id,
-            "desired_hash": desired_hash, "containers": containers, "views": views,
+            "desired_hash": desired_hash, "diverged": diverged, "containers": containers, "views": views,
             "replicas": replicas_of(definition),
             "stop_timeout": int(stop_timeout if stop_timeout is not None else DEFAULT_STOP_TIMEOUT),
         }
@@ -420,7 +442,7 @@ class Rollout:
         started = self.clock()
         facts = self.prepare(service)
         steps = plan(facts["views"], facts["replicas"], facts["desired_hash"], facts["image_id"],
-                     self.options.get("batch_size") or 0, self.options.get("force", False))
+                     self.options.get("batch_size") or 0, self.options.get("force", False), facts["diverged"])
         result = {
             "service": service, "changed": steps["changed"], "replicas": facts["replicas"],
             "image": facts["image_ref"], "image_id": facts["image_id"],

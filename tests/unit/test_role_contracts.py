@@ -1,6 +1,7 @@
 """Contracts every role keeps, checked statically (no hosts needed).
 
-- meta/argument_specs.yml has a `main` and a `preflight` entry point with the same options;
+- meta/argument_specs.yml has a `main` and a `preflight` entry point with the same options (a
+  role run only through tasks_from, like deploy, has one spec per entry point, all alike);
 - every public default is prefixed with the role name and declared in the spec, with the same
   default where the spec states one, and every option in the spec exists in defaults;
 - task files use fully qualified module names;
@@ -15,7 +16,7 @@ import pytest
 import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-ROLES = sorted(p for p in (ROOT / "roles").iterdir() if (p / "tasks" / "main.yml").exists())
+ROLES = sorted(p for p in (ROOT / "roles").iterdir() if (p / "tasks").is_dir())
 ROLE_IDS = [r.name for r in ROLES]
 
 # Task keys that are not modules.
@@ -40,9 +41,21 @@ def iter_tasks(tasks):
             yield from iter_tasks(task.get(key))
 
 
+def main_options(role: pathlib.Path) -> dict:
+    """The options of `main`, or of the entry points of a tasks_from-only role (all alike)."""
+    specs = load(role / "meta" / "argument_specs.yml")["argument_specs"]
+    return specs["main"]["options"] if "main" in specs else next(iter(specs.values()))["options"]
+
+
 @pytest.mark.parametrize("role", ROLES, ids=ROLE_IDS)
 def test_argument_specs_have_main_and_identical_preflight(role):
     specs = load(role / "meta" / "argument_specs.yml")["argument_specs"]
+    if not (role / "tasks" / "main.yml").exists():
+        # Every entry point a playbook calls has a spec, and they validate the same variables.
+        entry_points = {p.stem for p in (role / "tasks").glob("*.yml")} & set(specs)
+        assert entry_points == set(specs), f"specs without a tasks file: {set(specs) - entry_points}"
+        assert all(spec["options"] == main_options(role) for spec in specs.values())
+        return
     assert "main" in specs
     assert specs.get("preflight", {}).get("options") == specs["main"]["options"]
     assert (role / "tasks" / "preflight.yml").exists()
@@ -60,7 +73,7 @@ def iter_options(options, path=""):
 
 @pytest.mark.parametrize("role", ROLES, ids=ROLE_IDS)
 def test_every_option_is_typed_and_described(role):
-    options = load(role / "meta" / "argument_specs.yml")["argument_specs"]["main"]["options"]
+    options = main_options(role)
     for name, spec in iter_options(options):
         assert set(spec) <= SPEC_KEYS, f"{name}: unexpected keys {set(spec) - SPEC_KEYS}"
         assert spec.get("type") and spec.get("description"), f"{name}: needs type and description"
@@ -69,7 +82,7 @@ def test_every_option_is_typed_and_described(role):
 @pytest.mark.parametrize("role", ROLES, ids=ROLE_IDS)
 def test_defaults_are_prefixed_and_match_the_spec(role):
     defaults = load(role / "defaults" / "main.yml")
-    options = load(role / "meta" / "argument_specs.yml")["argument_specs"]["main"]["options"]
+    options = main_options(role)
     prefix = role.name + "_"
     assert all(name.startswith(prefix) for name in defaults), sorted(
         n for n in defaults if not n.startswith(prefix))

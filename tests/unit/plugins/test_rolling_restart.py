@@ -230,3 +230,21 @@ def test_images_after_for_diff():
     assert names == ["b", "backend (new 1)"]
     result["new"] = [view("c")]
     assert [v["name"] for v in rr.images_after(result)] == ["b", "c"]
+
+
+# ---- compose's own verdict ------------------------------------------------------------------------
+
+def test_parse_dry_run_finds_what_compose_would_recreate():
+    text = (" DRY-RUN MODE -  Container p-backend-2  Recreate\n DRY-RUN MODE -  Container p-redis  Running\n"
+            " DRY-RUN MODE -  Container p-backend-1  Recreated\n DRY-RUN MODE -  Container p-worker-1  Running\n")
+    assert rr.parse_dry_run(text) == {"p-backend-2"}
+    assert rr.parse_dry_run(" DRY-RUN MODE -  Container p-backend-1  Running\n") == set()
+
+
+def test_compose_verdict_outranks_the_hash_label():
+    """compose 2.26 hashes services with env_file differently in `config --hash` and in `up`."""
+    old = [view("a", number=1, config_hash="label-from-up"), view("b", number=2, config_hash="label-from-up")]
+    assert rr.plan(old, 2, "hash-from-config", IMAGE)["changed"]  # the hash alone: always replaced
+    assert not rr.plan(old, 2, "hash-from-config", IMAGE, diverged=set())["changed"]
+    steps = rr.plan(old, 2, "hash-from-config", IMAGE, diverged={"b"})
+    assert [v["name"] for v in steps["keep"]] == ["a"] and steps["batches"] == [1]
