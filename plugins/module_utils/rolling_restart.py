@@ -508,10 +508,14 @@ class Rollout:
                 container.start()
             _add(phases, "start", self.clock() - t1)
             t2 = self.clock()
-            self.wait_ready(service, new)
-            _add(phases, "healthy", self.clock() - t2)
+            try:
+                self.wait_ready(service, new)
+            finally:  # a failed rollout reports how long it waited too
+                _add(phases, "healthy", self.clock() - t2)
         except Exception:
+            t3 = self.clock()
             self.remove(new)
+            _add(phases, "remove_new", self.clock() - t3)
             raise
         if network:
             t3 = self.clock()

@@ -232,7 +232,7 @@ services:
       type: list
       elements: int
     phases:
-      description: Seconds spent in create, start, healthy, join_proxy_network, drain, stop and remove.
+      description: Seconds spent in create, start, healthy, join_proxy_network, drain, stop and remove (remove_new after a failure).
       type: dict
     duration:
       description: Seconds for the service.
