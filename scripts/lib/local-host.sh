@@ -20,8 +20,7 @@ ensure_local_host() {
   log "creating local host $LOCAL_HOST_NAME from freshtrack-test/$LOCAL_HOST_IMAGE:local"
   # A new host gets a new engine too: an old engine volume would hold containers and database
   # volumes made with secrets this host no longer has.
-  docker rm -f "$LOCAL_HOST_NAME" >/dev/null 2>&1 || true
-  docker volume rm "$LOCAL_HOST_NAME-docker" >/dev/null 2>&1 || true
+  destroy_local_host
   start_systemd_container "$LOCAL_HOST_NAME" -v "$LOCAL_HOST_NAME-docker:/var/lib/docker"
   # As on a VM: /proc/sys writable for the engine's per-network-namespace settings.
   docker exec "$LOCAL_HOST_NAME" mount -o remount,rw /proc/sys

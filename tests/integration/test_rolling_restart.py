@@ -67,9 +67,8 @@ def project(tmp_path_factory):
         compose("up", "-d", "--wait")
         port = compose("port", "caddy", "80").stdout.strip().rsplit(":", 1)[1]
         yield {"tmp": tmp, "url": f"http://127.0.0.1:{port}/api/readings", "report": {}}
-    finally:
+    finally:  # the test's own throw-away project: its volumes go with it
         compose("down", "-v", "-t", "2", check=False)
-    REPORT.parent.mkdir(parents=True, exist_ok=True)
 
 
 def roll(project, image: str, check=False, diff=False, **extra) -> dict:
