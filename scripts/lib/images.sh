@@ -14,6 +14,8 @@ IMAGES_DIR="$REPO_ROOT/tests/images"
 STAND_IN_IMAGES=(postgres15 pgbouncer redis caddy freshtrack-backend)
 # Further versions of the stand-in backend, for the rolling restart tests (built, not archived).
 BACKEND_VERSION_IMAGES=(freshtrack-backend-v2 freshtrack-backend-bad freshtrack-backend-crash)
+# Services the tests need beside the stack (the S3 endpoint of the backup tests), built and archived.
+TEST_SERVICE_IMAGES=(s3)
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 
 image_parent() {
@@ -139,6 +141,6 @@ save_image_archives() {
 
 # Stand-in images built and saved as archives, for hosts that load them.
 ensure_stand_ins() {
-  build_images "${STAND_IN_IMAGES[@]}" "${BACKEND_VERSION_IMAGES[@]}"
-  save_image_archives "${STAND_IN_IMAGES[@]}"
+  build_images "${STAND_IN_IMAGES[@]}" "${BACKEND_VERSION_IMAGES[@]}" "${TEST_SERVICE_IMAGES[@]}"
+  save_image_archives "${STAND_IN_IMAGES[@]}" "${TEST_SERVICE_IMAGES[@]}"
 }
