@@ -35,6 +35,16 @@ apt_install() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
+# Commands the tests run on this machine, from Debian packages: "command:package" pairs, each
+# installed only when missing.
+ensure_commands() {
+  local pair missing=()
+  for pair in "$@"; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+  done
+  [ ${#missing[@]} -eq 0 ] || { log "Installing ${missing[*]}"; apt_install "${missing[@]}"; }
+}
+
 # ansible-core 2.20+ needs Python >= 3.12. Prefer what the system has, then pyenv.
 find_python() {
   local candidate

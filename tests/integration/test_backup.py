@@ -1,0 +1,411 @@
+"""The backup job (roles/backup/files/freshtrack_backup.py) against real things: the stand-in
+PostgreSQL 15 (Debian's) in a container holding 1,000,000 sensor readings, and an S3 endpoint (moto's
+server from Debian's python3-moto) in another, reached with real boto3 calls.
+
+  run        -> complete set (dump, sha256, manifest) mode 0600, the off-site object has the same sha256
+  verify     -> restore into a throwaway container matches; a tampered manifest or a damaged file fails
+  restore    -> a named backup fetched from S3 replaces the live database; the old one is kept
+  encryption -> gpg and age: the file is unreadable without the key; verify decrypts and matches
+  faults     -> S3 unreachable, dump killed midway, job killed midway, disk below threshold, lock held
+  speed      -> side by side with the seed's `pg_dump | gzip`, rounds interleaved; figures in
+                .cache/reports/backup_speed.json (scripts/measure-backup prints them)
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "roles" / "backup" / "files" / "freshtrack_backup.py"
+REPORT = ROOT / ".cache" / "reports" / "backup_speed.json"
+PG_IMAGE = "freshtrack-test/postgres15:local"
+S3_IMAGE = "freshtrack-test/s3:local"
+SUFFIX = f"{os.getpid()}"
+PG = f"ft-backup-pg-{SUFFIX}"
+S3 = f"ft-backup-s3-{SUFFIX}"
+BUCKET = "freshtrack-backups"
+ROWS = 1_000_000
+pytestmark = pytest.mark.skipif(subprocess.run(["docker", "info"], capture_output=True).returncode != 0,
+                                reason="needs a Docker engine")
+
+
+def sh(*argv, check=True, **kwargs):
+    return subprocess.run(argv, capture_output=True, text=True, check=check, **kwargs)
+
+
+def psql(sql, db="freshtrack"):
+    return sh("docker", "exec", PG, "psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-U", "freshtrack", "-d", db,
+              "-c", sql).stdout.strip()
+
+
+def fingerprint(db="freshtrack"):
+    """Count and an md5 over every reading in id order: independent of the job's own checksum."""
+    return psql("SELECT count(*) || ' ' || md5(string_agg(id || '|' || sensor_id || '|' || temperature || '|' "
+                "|| recorded_at, ',' ORDER BY id)) FROM sensor_readings", db=db)
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def servers():
+    for name in (PG, S3):
+        sh("docker", "rm", "-f", "-v", name, check=False)
+    s3_port = free_port()
+    sh("docker", "run", "-d", "--name", PG, "-e", "POSTGRES_PASSWORD=test", "-e", "POSTGRES_USER=freshtrack",
+       "-e", "POSTGRES_DB=freshtrack", PG_IMAGE)
+    sh("docker", "run", "-d", "--name", S3, "-p", f"127.0.0.1:{s3_port}:5000", S3_IMAGE)
+    try:
+        deadline = time.time() + 90
+        while sh("docker", "exec", PG, "pg_isready", "-q", "-h", "127.0.0.1", "-U", "freshtrack",
+                 check=False).returncode != 0:
+            assert time.time() < deadline, "the PostgreSQL stand-in did not start"
+            time.sleep(0.5)
+        psql("CREATE TABLE sensor_readings (id bigserial PRIMARY KEY, sensor_id text NOT NULL, "
+             "temperature double precision NOT NULL, recorded_at timestamptz NOT NULL DEFAULT now()); "
+             "CREATE TABLE schema_migrations (version text PRIMARY KEY); "
+             "INSERT INTO schema_migrations VALUES ('1.0.0'), ('2.0.0'); "
+             "INSERT INTO sensor_readings (sensor_id, temperature, recorded_at) "
+             "SELECT 'sensor-' || (g % 500), round((2 + (g % 97) / 10.0 + random())::numeric, 2), "
+             f"now() - (g * 2.592 || ' seconds')::interval FROM generate_series(1, {ROWS}) g; ANALYZE")
+        import boto3  # noqa: PLC0415
+
+        s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{s3_port}", region_name="us-east-1",
+                          aws_access_key_id="test", aws_secret_access_key="test")
+        deadline = time.time() + 60
+        while True:
+            try:
+                s3.create_bucket(Bucket=BUCKET)
+                break
+            except Exception:  # noqa: BLE001 - the server is still starting
+                assert time.time() < deadline, "the S3 endpoint did not start"
+                time.sleep(0.5)
+        yield {"s3": s3, "s3_url": f"http://127.0.0.1:{s3_port}"}
+    finally:
+        for name in (PG, S3):
+            sh("docker", "rm", "-f", "-v", name, check=False)
+
+
+class Job:
+    def __init__(self, root: pathlib.Path, servers, **overrides):
+        self.root = root
+        self.dir = root / "backups"
+        self.textfile = root / "textfile"
+        self.prefix = root.name[-40:]
+        self.cfg = {
+            "name": "freshtrack", "dir": str(self.dir),
+            "source": {"mode": "container", "container": PG, "user": "freshtrack", "db": "freshtrack"},
+            "retention": {"local": {"daily": 7, "weekly": 4, "monthly": 0},
+                          "remote": {"daily": 30, "weekly": 12, "monthly": 24}},
+            "s3": {"enabled": True, "bucket": BUCKET, "prefix": self.prefix, "endpoint_url": servers["s3_url"],
+                   "region": "us-east-1", "access_key_id": "test", "secret_access_key": "test"},
+            "encryption": {"method": "none"}, "compression": {"level": 1, "threads": 0},
+            "verify": {"image": "", "checksum_table": "public.sensor_readings", "checksum_column": "recorded_at",
+                       "checksum_window_seconds": 7 * 86400},
+            "lock_file": str(root / "lock"), "state_file": str(root / "state.json"), "min_free_bytes": 1 << 20,
+            "textfile_dir": str(self.textfile)}
+        for key, value in overrides.items():
+            self.cfg[key] = {**self.cfg[key], **value} if isinstance(value, dict) else value
+        self.config = root / "backup.json"
+        self.config.write_text(json.dumps(self.cfg))
+
+    def argv(self, *args):
+        return [sys.executable, str(SCRIPT), "--config", str(self.config), "--json", *args]
+
+    def __call__(self, *args):
+        proc = subprocess.run(self.argv(*args), capture_output=True, text=True, timeout=600)
+        return proc.returncode, json.loads(proc.stdout.strip().splitlines()[-1])
+
+    def files(self):
+        return sorted(os.listdir(self.dir)) if self.dir.exists() else []
+
+    def metrics(self, kind=""):
+        return (self.textfile / f"freshtrack_backup{kind}.prom").read_text()
+
+
+def test_run_puts_a_complete_private_backup_off_site_with_the_same_sha256(tmp_path, servers):
+    job = Job(tmp_path, servers)
+    rc, result = job("run")
+    assert rc == 0 and result["ok"], result
+    name = result["name"]
+    assert job.files() == [f"{name}.dump.zst", f"{name}.manifest.json", f"{name}.sha256"]
+    assert {oct(os.stat(job.dir / f).st_mode & 0o777) for f in job.files()} == {"0o600"}
+    assert oct(os.stat(job.dir).st_mode & 0o777) == "0o700"
+    local = hashlib.sha256((job.dir / f"{name}.dump.zst").read_bytes()).hexdigest()
+    assert (job.dir / f"{name}.sha256").read_text() == f"{local}  {name}.dump.zst\n"
+    obj = servers["s3"].get_object(Bucket=BUCKET, Key=f"{job.prefix}/{name}.dump.zst")
+    assert hashlib.sha256(obj["Body"].read()).hexdigest() == local == result["sha256"]
+    assert obj["Metadata"]["sha256"] == local
+    manifest = json.loads((job.dir / f"{name}.manifest.json").read_text())
+    assert manifest["counts"] == {"public.schema_migrations": 2, "public.sensor_readings": ROWS}
+    assert manifest["checksum"]["rows"] > 0
+    metrics = job.metrics()
+    assert "freshtrack_backup_success 1\n" in metrics and "freshtrack_backup_upload_success 1\n" in metrics
+    assert f"freshtrack_backup_size_bytes {result['bytes']}\n" in metrics
+    # The listing sees it in both places.
+    rc, listing = job("list")
+    assert listing["backups"] == [{"name": name, "time": manifest["created"], "local": True, "offsite": True}]
+
+
+def test_counts_are_taken_in_the_dumps_snapshot_even_under_writes(tmp_path, servers):
+    job = Job(tmp_path, servers)
+    writer = subprocess.Popen(["docker", "exec", PG, "psql", "-q", "-U", "freshtrack", "-d", "freshtrack", "-c",
+                               "DO $$ BEGIN FOR i IN 1..400 LOOP INSERT INTO sensor_readings (sensor_id, temperature) "
+                               "VALUES ('concurrent', 1); COMMIT; PERFORM pg_sleep(0.01); END LOOP; END $$"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        rc, result = job("run")
+    finally:
+        writer.wait(timeout=60)
+    assert rc == 0, result
+    rc, verified = job("verify")
+    assert rc == 0 and verified["ok"] and verified["problems"] == [], verified
+    psql("DELETE FROM sensor_readings WHERE sensor_id = 'concurrent'")
+
+
+def test_verify_matches_and_catches_a_tampered_manifest_or_damaged_file(tmp_path, servers):
+    job = Job(tmp_path, servers)
+    rc, result = job("run")
+    assert rc == 0, result
+    rc, verified = job("verify")
+    assert rc == 0 and verified["ok"] and verified["rows"] == ROWS + 2, verified
+    assert "freshtrack_backup_verify_success 1\n" in job.metrics("_verify")
+    assert sh("docker", "ps", "-aq", "--filter", "label=org.freshtrack.purpose=backup-verify").stdout.strip() == ""
+
+    manifest_path = job.dir / f"{result['name']}.manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["counts"]["public.sensor_readings"] -= 1
+    manifest_path.write_text(json.dumps(manifest))
+    rc, verified = job("verify")
+    assert rc == 1 and verified["reason"] == "mismatch"
+    assert f"public.sensor_readings: {ROWS - 1} rows at dump time, {ROWS} restored" in verified["error"]
+    assert "freshtrack_backup_verify_success 0\n" in job.metrics("_verify")
+
+    dump = job.dir / f"{result['name']}.dump.zst"
+    data = bytearray(dump.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    dump.write_bytes(bytes(data))
+    rc, verified = job("verify")
+    assert rc == 1 and verified["reason"] == "checksum" and "is damaged" in verified["error"]
+    assert sh("docker", "ps", "-aq", "--filter", "label=org.freshtrack.purpose=backup-verify").stdout.strip() == ""
+
+
+def test_restore_a_named_backup_from_off_site(tmp_path, servers):
+    job = Job(tmp_path, servers)
+    before = fingerprint()
+    rc, result = job("run")
+    assert rc == 0, result
+    for name in job.files():  # this host lost its copies: the restore fetches from S3
+        (job.dir / name).unlink()
+    psql("DELETE FROM sensor_readings WHERE id <= 1000; INSERT INTO sensor_readings (sensor_id, temperature) "
+         "SELECT 'after', 5 FROM generate_series(1, 500)")
+    assert fingerprint() != before
+    rc, refused = job("restore", result["name"])
+    assert rc == 2 and "--confirm" in refused["error"] and fingerprint() != before
+    rc, restored = job("restore", result["name"], "--confirm")
+    assert rc == 0 and restored["ok"], restored
+    assert fingerprint() == before
+    kept = restored["previous_database"]
+    assert psql(f"SELECT count(*) FROM sensor_readings WHERE sensor_id = 'after'", db=kept) == "500"
+    psql(f'DROP DATABASE "{kept}"', db="postgres")
+
+
+@pytest.mark.parametrize("method", ["gpg", "age"])
+def test_encrypted_backups_are_unreadable_without_the_key_and_verify_with_it(tmp_path, servers, method):
+    if method == "gpg":
+        home = tmp_path / "gnupg"
+        home.mkdir(mode=0o700)
+        sh("gpg", "--batch", "--homedir", str(home), "--passphrase", "", "--quick-gen-key", "backup@freshtrack.test",
+           "default", "default", "never")
+        (tmp_path / "recipient").write_text(sh("gpg", "--batch", "--homedir", str(home), "--armor", "--export",
+                                               "backup@freshtrack.test").stdout)
+        encryption = {"method": "gpg", "recipient_file": str(tmp_path / "recipient"), "gpg_home": str(home)}
+    else:
+        sh("age-keygen", "-o", str(tmp_path / "identity"))
+        public = sh("age-keygen", "-y", str(tmp_path / "identity")).stdout.strip()
+        (tmp_path / "recipient").write_text(public + "\n")
+        encryption = {"method": "age", "recipient_file": str(tmp_path / "recipient"),
+                      "identity_file": str(tmp_path / "identity")}
+    job = Job(tmp_path, servers, encryption=encryption)
+    rc, result = job("run")
+    assert rc == 0, result
+    dump = job.dir / f"{result['name']}.dump.zst.{method}"
+    assert dump.exists()
+    assert sh("zstd", "-t", str(dump), check=False).returncode != 0  # not a zstd stream: ciphertext
+    assert b"sensor_readings" not in dump.read_bytes()
+    rc, verified = job("verify")
+    assert rc == 0 and verified["ok"], verified
+
+
+def test_s3_unreachable_fails_the_job_and_keeps_the_local_backup(tmp_path, servers):
+    job = Job(tmp_path, servers, s3={"endpoint_url": f"http://127.0.0.1:{free_port()}"})
+    rc, result = job("run")
+    assert rc == 1 and result["reason"] == "upload", result
+    assert "the local backup" in result["error"] and "is kept" in result["error"]
+    name = result["name"]
+    assert job.files() == [f"{name}.dump.zst", f"{name}.manifest.json", f"{name}.sha256"]
+    metrics = job.metrics()
+    assert "freshtrack_backup_success 0\n" in metrics
+    assert 'freshtrack_backup_failure{reason="upload"} 1\n' in metrics
+    assert "freshtrack_backup_last_success_timestamp_seconds 0\n" in metrics
+    assert "freshtrack_backup_local_count 1\n" in metrics
+
+
+def _blocked_dump(job):
+    """Start a run whose pg_dump waits on a table lock held by another session; returns (job, locker)."""
+    locker = subprocess.Popen(["docker", "exec", "-i", PG, "psql", "-q", "-U", "freshtrack", "-d", "freshtrack"],
+                              stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+    locker.stdin.write("BEGIN; LOCK TABLE sensor_readings IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(120);\n")
+    locker.stdin.flush()
+    time.sleep(1)
+    proc = subprocess.Popen(job.argv("run"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.time() + 30
+    while not any(f.endswith(".part") for f in job.files()):
+        assert time.time() < deadline and proc.poll() is None, "the dump never started"
+        time.sleep(0.1)
+    return proc, locker
+
+
+def _pg_dump_host_pids():
+    top = sh("docker", "top", PG, "-eo", "pid,args").stdout.splitlines()[1:]
+    return [int(line.split()[0]) for line in top if "pg_dump" in line and "postgres:" not in line]
+
+
+def test_a_dump_killed_midway_is_never_counted_as_a_backup(tmp_path, servers):
+    job = Job(tmp_path, servers)
+    proc, locker = _blocked_dump(job)
+    try:
+        pids = _pg_dump_host_pids()
+        assert pids, "no pg_dump process found"
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        locker.kill()
+    result = json.loads(out.strip().splitlines()[-1])
+    assert proc.returncode == 1 and result["reason"] == "dump" and "pg_dump" in result["error"], result
+    assert job.files() == []  # the partial file is gone, nothing else was written
+    assert 'freshtrack_backup_failure{reason="dump"} 1\n' in job.metrics()
+    assert job("list")[1]["backups"] == []
+
+
+def test_a_job_killed_midway_leaves_no_backup_and_the_next_run_cleans_up(tmp_path, servers):
+    job = Job(tmp_path, servers)
+    proc, locker = _blocked_dump(job)
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # the power goes: the job, its pipeline, everything
+        proc.wait(timeout=30)
+    finally:
+        locker.kill()
+    leftovers = job.files()
+    assert leftovers and all(f.endswith(".part") for f in leftovers)
+    assert job("list")[1]["backups"] == []
+    rc, result = job("run")
+    assert rc == 0, result
+    assert not any(f.endswith(".part") for f in job.files()) and len(job.files()) == 3
+
+
+def test_disk_below_threshold_refuses_before_dumping(tmp_path, servers):
+    job = Job(tmp_path, servers, min_free_bytes=1 << 60)
+    rc, result = job("run")
+    assert rc == 1 and result["reason"] == "disk" and "nothing dumped" in result["error"], result
+    assert "snapshot" not in result["phases"]
+    assert job.files() == []
+    assert 'freshtrack_backup_failure{reason="disk"} 1\n' in job.metrics()
+
+
+def test_a_second_job_refuses_while_one_holds_the_lock(tmp_path, servers):
+    job = Job(tmp_path, servers)
+    with open(job.cfg["lock_file"], "w", encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.write("pid 1 since earlier\n")
+        handle.flush()
+        rc, result = job("run")
+    assert rc == 75 and result["reason"] == "locked" and "pid 1 since earlier" in result["error"]
+    assert job.files() == [] and not job.textfile.exists()
+
+
+def test_retention_deletes_exactly_the_expired_here_and_off_site(tmp_path, servers):
+    job = Job(tmp_path, servers, retention={"local": {"daily": 2, "weekly": 0, "monthly": 2},
+                                            "remote": {"daily": 0, "weekly": 0, "monthly": 1}})
+    job.dir.mkdir(mode=0o700)
+    s3 = servers["s3"]
+    synthetic = [f"freshtrack-202503{d:02d}T020000Z" for d in range(1, 32)] + \
+                [f"freshtrack-202504{d:02d}T020000Z" for d in range(1, 31)]
+    for name in synthetic:
+        for suffix in (".dump.zst", ".sha256", ".manifest.json"):
+            (job.dir / f"{name}{suffix}").write_text(name)
+            s3.put_object(Bucket=BUCKET, Key=f"{job.prefix}/{name}{suffix}", Body=name.encode())
+    rc, dry = job("retention", "--dry-run")
+    assert rc == 0 and len(job.files()) == 3 * len(synthetic)
+    rc, result = job("retention")
+    assert rc == 0 and result == {**dry, "ok": True}
+    left = sorted({f.split(".")[0] for f in job.files()})
+    assert left == ["freshtrack-20250331T020000Z", "freshtrack-20250429T020000Z", "freshtrack-20250430T020000Z"]
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{job.prefix}/")["Contents"]]
+    assert sorted(keys) == sorted(f"{job.prefix}/freshtrack-20250430T020000Z{s}"
+                                  for s in (".dump.zst", ".sha256", ".manifest.json"))
+    assert len(result["local"]["deleted"]) == 58 and len(result["remote"]["deleted"]) == 60
+
+
+def _timed(command):
+    t0 = time.perf_counter()
+    subprocess.run(["bash", "-o", "pipefail", "-c", command], check=True, capture_output=True)
+    return time.perf_counter() - t0
+
+
+def test_speed_side_by_side_with_the_seeds_pg_dump_gzip(tmp_path, servers):
+    """Rounds interleaved so the machine's noise hits both alike; medians compared."""
+    job = Job(tmp_path, servers, s3={"enabled": False})
+    seed_file = tmp_path / "seed.sql.gz"
+    rounds = {"seed_dump": [], "job_dump": [], "job_total": [], "floor": [], "seed_restore": [], "job_restore": []}
+    sizes = {}
+    for i in range(3):
+        rounds["floor"].append(_timed(f"docker exec {PG} pg_dump -Fc -Z0 -U freshtrack freshtrack > /dev/null"))
+        rounds["seed_dump"].append(_timed(f"docker exec {PG} pg_dump -U freshtrack freshtrack | gzip > {seed_file}"))
+        sizes["seed"] = seed_file.stat().st_size
+        shutil.rmtree(job.dir, ignore_errors=True)
+        rc, result = job("run")
+        assert rc == 0, result
+        rounds["job_dump"].append(result["phases"]["dump_compress"])
+        rounds["job_total"].append(result["seconds"])
+        sizes["job"] = result["bytes"]
+        dump = job.dir / f"{result['name']}.dump.zst"
+        psql(f"CREATE DATABASE seed_{i}", db="postgres")
+        psql(f"CREATE DATABASE job_{i}", db="postgres")
+        rounds["seed_restore"].append(_timed(
+            f"gunzip -c {seed_file} | docker exec -i {PG} psql -q -X -v ON_ERROR_STOP=1 -U freshtrack -d seed_{i}"))
+        rounds["job_restore"].append(_timed(
+            f"zstd -q -d -c {dump} | docker exec -i {PG} pg_restore --exit-on-error -U freshtrack -d job_{i}"))
+        assert fingerprint(f"seed_{i}") == fingerprint(f"job_{i}") == fingerprint()
+        psql(f"DROP DATABASE seed_{i}", db="postgres")
+        psql(f"DROP DATABASE job_{i}", db="postgres")
+    median = {k: round(statistics.median(v), 3) for k, v in rounds.items()}
+    report = {"rows": ROWS, "database_bytes": int(psql("SELECT pg_database_size('freshtrack')")),
+              "rounds": {k: [round(x, 3) for x in v] for k, v in rounds.items()}, "median_seconds": median,
+              "bytes": sizes, "size_ratio": round(sizes["job"] / sizes["seed"], 3),
+              "dump_time_ratio": round(median["job_dump"] / median["seed_dump"], 3),
+              "floor_ratio": round(median["floor"] / median["seed_dump"], 3),
+              "restore_time_ratio": round(median["job_restore"] / median["seed_restore"], 3)}
+    REPORT.parent.mkdir(parents=True, exist_ok=True)
+    REPORT.write_text(json.dumps(report, indent=2) + "\n")
+    assert report["size_ratio"] <= 1.1, report
+    # The goal is <= 0.5 (at the floor); the assertion leaves room for a noisy CI machine.
+    assert report["dump_time_ratio"] < 0.8, report

@@ -1,0 +1,142 @@
+"""Pure logic of the backup job (roles/backup/files/freshtrack_backup.py): names, grouping, retention,
+manifest comparison, metrics text. No database, no Docker."""
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import pathlib
+
+import pytest
+
+SCRIPT = pathlib.Path(__file__).resolve().parents[2] / "roles" / "backup" / "files" / "freshtrack_backup.py"
+spec = importlib.util.spec_from_file_location("freshtrack_backup", SCRIPT)
+fb = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(fb)
+
+UTC = dt.timezone.utc
+
+
+def stamp(text):
+    return dt.datetime.strptime(text, "%Y-%m-%d %H:%M").replace(tzinfo=UTC)
+
+
+def backups_at(*times, incomplete=()):
+    out = {}
+    for text in times:
+        name = fb.backup_name("freshtrack", stamp(text))
+        parts = {"dump": name + ".dump.zst", "sha256": name + ".sha256", "manifest": name + ".manifest.json"}
+        if text in incomplete:
+            parts.pop("manifest")
+        out[name] = {"name": name, "time": stamp(text), **parts}
+    return out
+
+
+def names(*times):
+    return [fb.backup_name("freshtrack", stamp(t)) for t in times]
+
+
+def test_names_round_trip_in_utc():
+    when = dt.datetime(2026, 11, 23, 3, 4, 5, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+    name = fb.backup_name("freshtrack", when)
+    assert name == "freshtrack-20261123T020405Z"
+    assert fb.parse_backup_name(name, "freshtrack") == when
+
+
+@pytest.mark.parametrize("name", ["other-20261123T020405Z", "freshtrack-20261123", "freshtrack-20261123T020405Z.x",
+                                  "freshtrack-latest", "freshtrack-x-20261123T020405Z"])
+def test_foreign_names_are_ignored(name):
+    assert fb.parse_backup_name(name, "freshtrack") is None
+
+
+def test_grouping_by_backup_and_part():
+    files = ["freshtrack-20261123T020000Z.dump.zst", "freshtrack-20261123T020000Z.sha256",
+             "freshtrack-20261123T020000Z.manifest.json", "freshtrack-20261122T020000Z.dump.zst.age",
+             "freshtrack-20261121T020000Z.dump.zst.part", "notes.txt", "other-20261123T020000Z.dump.zst"]
+    groups = fb.group_files(files, "freshtrack")
+    assert set(groups) == {"freshtrack-20261123T020000Z", "freshtrack-20261122T020000Z"}
+    assert fb.is_complete(groups["freshtrack-20261123T020000Z"])
+    assert groups["freshtrack-20261122T020000Z"]["dump"].endswith(".age")
+    assert not fb.is_complete(groups["freshtrack-20261122T020000Z"])
+
+
+def test_daily_keeps_the_newest_of_each_day():
+    backups = backups_at("2026-11-23 02:00", "2026-11-23 10:00", "2026-11-22 02:00", "2026-11-21 02:00",
+                         "2026-11-20 02:00")
+    keep, delete = fb.retention_plan(backups, daily=2, weekly=0, monthly=0)
+    assert keep == names("2026-11-23 10:00", "2026-11-22 02:00")
+    assert delete == names("2026-11-23 02:00", "2026-11-21 02:00", "2026-11-20 02:00")
+
+
+def test_weeks_and_months_reach_back():
+    # 2026-11-23 is a Monday (ISO week 48); 2026-11-22 a Sunday (week 47).
+    daily = [f"2026-{m:02d}-{d:02d} 02:00" for m, last in ((9, 30), (10, 31), (11, 23)) for d in range(1, last + 1)]
+    keep, delete = fb.retention_plan(backups_at(*daily), daily=3, weekly=3, monthly=3)
+    assert keep == names("2026-11-23 02:00", "2026-11-22 02:00", "2026-11-21 02:00", "2026-11-15 02:00",
+                         "2026-10-31 02:00", "2026-09-30 02:00")
+    assert len(keep) + len(delete) == len(daily)
+
+
+def test_every_count_zero_still_keeps_the_newest_complete():
+    backups = backups_at("2026-11-23 02:00", "2026-11-22 02:00", incomplete=("2026-11-23 02:00",))
+    keep, delete = fb.retention_plan(backups, daily=0, weekly=0, monthly=0)
+    # The incomplete newer one stays too (an upload may still be under way); nothing older does.
+    assert keep == names("2026-11-23 02:00", "2026-11-22 02:00")
+    assert delete == []
+
+
+def test_newest_good_survives_when_newer_ones_are_incomplete():
+    backups = backups_at("2026-11-23 02:00", "2026-11-22 02:00", "2026-11-21 02:00",
+                         incomplete=("2026-11-23 02:00", "2026-11-22 02:00"))
+    keep, delete = fb.retention_plan(backups, daily=1, weekly=0, monthly=0)
+    assert names("2026-11-21 02:00")[0] in keep
+    assert delete == []
+
+
+def test_nothing_complete_deletes_nothing():
+    backups = backups_at("2026-11-23 02:00", "2026-10-01 02:00", incomplete=("2026-11-23 02:00", "2026-10-01 02:00"))
+    assert fb.retention_plan(backups, daily=1, weekly=0, monthly=0)[1] == []
+
+
+def test_incomplete_older_than_the_newest_good_is_retained_by_the_rules():
+    backups = backups_at("2026-11-23 02:00", "2026-11-01 02:00", incomplete=("2026-11-01 02:00",))
+    assert fb.retention_plan(backups, daily=1, weekly=0, monthly=0)[1] == names("2026-11-01 02:00")
+
+
+def test_empty():
+    assert fb.retention_plan({}, daily=7, weekly=4, monthly=12) == ([], [])
+
+
+def test_compare_manifest_names_each_difference():
+    expected = {"counts": {"public.a": 10, "public.b": 5}, "checksum": {"rows": 3, "value": "42"}}
+    assert fb.compare_manifest(expected, {"counts": {"public.a": 10, "public.b": 5},
+                                          "checksum": {"rows": 3, "value": "42"}}) == []
+    problems = fb.compare_manifest(expected, {"counts": {"public.a": 9, "public.c": 1},
+                                              "checksum": {"rows": 3, "value": "41"}})
+    assert problems == ["public.a: 10 rows at dump time, 9 restored", "public.b: 5 rows at dump time, missing restored",
+                        "public.c: missing rows at dump time, 1 restored",
+                        "readings checksum: 3 rows / 42 at dump time, 3 rows / 41 restored"]
+
+
+def test_compare_manifest_without_checksum_table():
+    assert fb.compare_manifest({"counts": {}, "checksum": None}, {"counts": {}, "checksum": None}) == []
+
+
+def test_metrics_text():
+    text = fb.render_metrics("freshtrack_backup", {
+        "success": 1, "last_success_timestamp_seconds": 1795461876.706,
+        "failure": [({"reason": "upload"}, 1), ({"reason": 'a"b'}, 0)]}, {"success": "Last run ok."})
+    assert "# HELP freshtrack_backup_success Last run ok.\n# TYPE freshtrack_backup_success gauge\n" \
+           "freshtrack_backup_success 1\n" in text
+    assert "freshtrack_backup_last_success_timestamp_seconds 1795461876.706\n" in text
+    assert 'freshtrack_backup_failure{reason="upload"} 1\n' in text
+    assert 'freshtrack_backup_failure{reason="a\\"b"} 0\n' in text
+
+
+def test_checksum_sql_quotes_identifiers():
+    sql = fb.checksum_sql('public.sensor"readings', "recorded_at", 3600)
+    assert '"public"."sensor""readings"' in sql and "interval '3600 seconds'" in sql
+
+
+def test_free_space_and_sizes():
+    assert fb.free_bytes_ok(5, 5) and not fb.free_bytes_ok(4, 5)
+    assert fb.format_bytes(512) == "512 B" and fb.format_bytes(3 * 1024 ** 3) == "3.0 GiB"
