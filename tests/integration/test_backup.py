@@ -66,9 +66,9 @@ def free_port():
 def servers():
     for name in (PG, S3):
         sh("docker", "rm", "-f", "-v", name, check=False)
-    s3_port = free_port()
-    sh("docker", "run", "-d", "--name", PG, "-e", "POSTGRES_PASSWORD=test", "-e", "POSTGRES_USER=freshtrack",
-       "-e", "POSTGRES_DB=freshtrack", PG_IMAGE)
+    s3_port, pg_port = free_port(), free_port()
+    sh("docker", "run", "-d", "--name", PG, "-p", f"127.0.0.1:{pg_port}:5432", "-e", "POSTGRES_PASSWORD=test",
+       "-e", "POSTGRES_USER=freshtrack", "-e", "POSTGRES_DB=freshtrack", PG_IMAGE)
     sh("docker", "run", "-d", "--name", S3, "-p", f"127.0.0.1:{s3_port}:5000", S3_IMAGE)
     try:
         deadline = time.time() + 90
@@ -95,7 +95,7 @@ def servers():
             except Exception:  # noqa: BLE001 - the server is still starting
                 assert time.time() < deadline, "the S3 endpoint did not start"
                 time.sleep(0.5)
-        yield {"s3": s3, "s3_url": f"http://127.0.0.1:{s3_port}"}
+        yield {"s3": s3, "s3_url": f"http://127.0.0.1:{s3_port}", "pg_port": pg_port}
     finally:
         for name in (PG, S3):
             sh("docker", "rm", "-f", "-v", name, check=False)
@@ -224,6 +224,26 @@ def test_restore_a_named_backup_from_off_site(tmp_path, servers):
     kept = restored["previous_database"]
     assert psql(f"SELECT count(*) FROM sensor_readings WHERE sensor_id = 'after'", db=kept) == "500"
     psql(f'DROP DATABASE "{kept}"', db="postgres")
+
+
+def test_managed_endpoint_mode_dumps_verifies_and_restores_over_the_network(tmp_path, servers):
+    """A managed database (DigitalOcean, RDS) is reached at host:port with a password file, through a
+    client container of backup_client_image; here the stand-in's published port plays the endpoint."""
+    (tmp_path / "database_password").write_text("test\n")
+    job = Job(tmp_path, servers, source={"mode": "endpoint", "host": "127.0.0.1", "port": servers["pg_port"],
+                                         "sslmode": "disable", "password_file": str(tmp_path / "database_password"),
+                                         "image": PG_IMAGE},
+              verify={"image": PG_IMAGE})
+    before = fingerprint()
+    rc, result = job("run")
+    assert rc == 0 and result["rows"] == ROWS + 2, result.get("error")
+    rc, verified = job("verify")
+    assert rc == 0 and verified["ok"], verified
+    psql("INSERT INTO sensor_readings (sensor_id, temperature) VALUES ('after', 1)")
+    rc, restored = job("restore", "latest", "--confirm")
+    assert rc == 0, restored
+    assert fingerprint() == before
+    psql(f'DROP DATABASE "{restored["previous_database"]}"', db="postgres")
 
 
 @pytest.mark.parametrize("method", ["gpg", "age"])

@@ -3,6 +3,10 @@
 # this script again as postgres. First start: initdb with SCRAM for network logins, create the
 # database, run init scripts. Every start: postgres in the foreground with the given arguments.
 set -euo pipefail
+# Like the official image: options alone mean postgres with them; any other command (psql, pg_dump, a
+# client container for a managed database) runs as it is, without initialising anything.
+case "${1:-postgres}" in -*) set -- postgres "$@" ;; esac
+[ "${1:-postgres}" = postgres ] || exec "$@"
 if [ -n "${POSTGRES_PASSWORD_FILE:-}" ]; then
   POSTGRES_PASSWORD=$(cat "$POSTGRES_PASSWORD_FILE"); export POSTGRES_PASSWORD; unset POSTGRES_PASSWORD_FILE
 fi
