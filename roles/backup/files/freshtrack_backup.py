@@ -320,7 +320,8 @@ def run_pipeline(commands, source_path=None, sink_path=None, sink_stdin=None):
     """commands[0] | commands[1] | ... ; the first reads source_path (if any); the output is hashed and
     written to sink_path (if any) or fed to sink_stdin (a Popen). Returns (sha256, bytes). Every stage
     must exit 0: a dump killed midway fails the whole backup."""
-    procs, stdin = [], open(source_path, "rb") if source_path else subprocess.DEVNULL
+    source = open(source_path, "rb") if source_path else None  # noqa: SIM115 - closed in finally
+    procs, stdin = [], source or subprocess.DEVNULL
     stderr_files = []
     try:
         for command in commands:
@@ -362,9 +363,8 @@ def run_pipeline(commands, source_path=None, sink_path=None, sink_stdin=None):
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-        if source_path and hasattr(stdin, "close"):
-            with contextlib.suppress(Exception):
-                procs[0].stdin and procs[0].stdin.close()
+        if source:
+            source.close()
         for err in stderr_files:
             err.close()
 
@@ -388,7 +388,8 @@ def write_atomic(path, data, mode=0o600):
 
 
 def log(message):
-    print(f"freshtrack-backup: {message}", flush=True)
+    """Progress for the journal on stderr; stdout carries only the --json answer."""
+    print(f"freshtrack-backup: {message}", file=sys.stderr, flush=True)
 
 
 # ---- Off-site storage (boto3, imported only when configured) -------------------------------------------
@@ -547,8 +548,14 @@ class Job:
                     commands.append(encrypt_command(self.cfg))
                 # The manifest's counts run in the snapshot session while pg_dump streams.
                 measured = {}
-                counter = threading.Thread(target=lambda: measured.update(
-                    measure_with(session.query, self.verify_cfg)), daemon=True)
+
+                def count_rows():
+                    try:
+                        measured.update(measure_with(session.query, self.verify_cfg))
+                    except Exception as error:  # noqa: BLE001 - reported below, after the dump
+                        measured["error"] = str(error)
+
+                counter = threading.Thread(target=count_rows, daemon=True)
                 counter.start()
                 try:
                     sha256, size = run_pipeline(commands, sink_path=dump_path + ".part")
@@ -559,7 +566,8 @@ class Job:
                 t0 = self._phase(result, "dump_compress", t0)
                 counter.join()
                 if "counts" not in measured:
-                    raise BackupError("the row counts in the dump's snapshot failed", "database")
+                    raise BackupError(f"the row counts in the dump's snapshot failed: {measured.get('error', 'no answer')}",
+                                      "database")
                 t0 = self._phase(result, "counts_wait", t0)
             finally:
                 session.close()
@@ -663,14 +671,22 @@ class Job:
             candidates = dict(local)
             offsite = self.offsite()
             if offsite:
-                candidates.update({n: b for n, b in group_files(offsite.list(), self.prefix).items()
-                                   if is_complete(b) and n not in local})
+                try:
+                    candidates.update({n: b for n, b in group_files(offsite.list(), self.prefix).items()
+                                       if is_complete(b) and n not in local})
+                except Exception as error:  # noqa: BLE001
+                    if not local:
+                        raise BackupError(f"no backup here and the off-site listing failed: {error}", "offsite") from None
+                    log(f"off-site listing failed ({error}); using the newest backup on this host")
             if not candidates:
                 raise BackupError(f"no complete backup in {self.dir}" + (" or off-site" if offsite else ""), "missing")
             name = max(candidates.values(), key=lambda b: b["time"])["name"]
         if name not in local:
             offsite = self.offsite()
-            remote = group_files(offsite.list(), self.prefix) if offsite else {}
+            try:
+                remote = group_files(offsite.list(), self.prefix) if offsite else {}
+            except Exception as error:  # noqa: BLE001
+                raise BackupError(f"{name} is not on this host and the off-site listing failed: {error}", "offsite") from None
             if name not in remote or not is_complete(remote[name]):
                 raise BackupError(f"no complete backup named {name} here" + (" or off-site" if offsite else ""),
                                   "missing")
@@ -700,6 +716,8 @@ class Job:
         sink = subprocess.Popen(restore, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
         try:
             run_pipeline(commands, source_path=dump_path, sink_stdin=sink.stdin)
+        except BrokenPipeError:
+            pass  # pg_restore stopped reading: its own exit code and message say why
         finally:
             with contextlib.suppress(BrokenPipeError):
                 sink.stdin.close()
@@ -762,6 +780,8 @@ class Job:
                           f"{(error.stderr or b'').decode(errors='replace').strip()[-300:]}")
         except BackupError as error:
             result.update(reason=error.reason, error=str(error))
+        except Exception as error:  # noqa: BLE001 - any failure must reach the metric and the exit code
+            result.update(reason="error", error=f"{type(error).__name__}: {error}")
         finally:
             subprocess.run(["docker", "rm", "-f", "-v", container], check=False, capture_output=True)
             result["seconds"] = round(time.time() - started, 2)
@@ -889,7 +909,7 @@ def main(argv=None):
                 result = {"ok": True, **job.apply_retention(job.offsite(), dry_run=args.dry_run)}
     except BackupError as error:
         result = {"ok": False, "reason": error.reason, "error": str(error)}
-    except (OSError, ValueError, subprocess.SubprocessError) as error:
+    except Exception as error:  # noqa: BLE001 - one JSON answer and a non-zero exit, whatever happened
         result = {"ok": False, "reason": "error", "error": f"{type(error).__name__}: {error}"}
     if args.json:
         print(json.dumps(result, default=str))
