@@ -60,6 +60,11 @@ CASES = [
     ("stack_app_env", {"STRIPE_SECRET_KEY": "sk_live_x"}, "stack_app_env: ['STRIPE_SECRET_KEY'] look like secrets"),
     ("images_archives", {"freshtrack-test/x:1": "/nonexistent/x.tar"}, "images_archives: no such archive on the controller"),
     ("cert_monitor_interval", "often", "cert_monitor_interval: a systemd time span"),
+    # Backups.
+    ("backup_schedule", "every night", "backup_schedule is not a systemd calendar expression"),
+    ("backup_retention_local", {"daily": -1, "weekly": 4, "monthly": 0}, "backup_retention_local: daily, weekly and monthly are counts >= 0"),
+    ("backup_encryption", "age", "backup_encryption_recipient must be an age public key"),
+    ("backup_s3_access_key_id", "AKIAEXAMPLE", "backup_s3_access_key_id and backup_s3_secret_access_key go together"),
 ]
 
 
