@@ -21,7 +21,10 @@ ensure_local_host() {
   # A new host gets a new engine too: an old engine volume would hold containers and database
   # volumes made with secrets this host no longer has.
   destroy_local_host
-  start_systemd_container "$LOCAL_HOST_NAME" -v "$LOCAL_HOST_NAME-docker:/var/lib/docker"
+  # The app's names resolve to the host itself, as public DNS makes them: deploy.yml and restore.yml
+  # check /health through Caddy from the host.
+  start_systemd_container "$LOCAL_HOST_NAME" -v "$LOCAL_HOST_NAME-docker:/var/lib/docker" \
+    --add-host app.freshtrack.test:127.0.0.1 --add-host api.freshtrack.test:127.0.0.1
   # As on a VM: /proc/sys writable for the engine's per-network-namespace settings.
   docker exec "$LOCAL_HOST_NAME" mount -o remount,rw /proc/sys
   wait_for_boot "$LOCAL_HOST_NAME"
