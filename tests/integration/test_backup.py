@@ -269,8 +269,12 @@ def test_encrypted_backups_are_unreadable_without_the_key_and_verify_with_it(tmp
     assert dump.exists()
     assert sh("zstd", "-t", str(dump), check=False).returncode != 0  # not a zstd stream: ciphertext
     assert b"sensor_readings" not in dump.read_bytes()
-    rc, verified = job("verify")
-    assert rc == 0 and verified["ok"], verified
+    try:
+        rc, verified = job("verify")
+        assert rc == 0 and verified["ok"], verified
+    finally:
+        if method == "gpg":  # the agent that decryption started
+            sh("gpgconf", "--homedir", encryption["gpg_home"], "--kill", "gpg-agent", check=False)
 
 
 def test_s3_unreachable_fails_the_job_and_keeps_the_local_backup(tmp_path, servers):
