@@ -307,9 +307,15 @@ def _blocked_dump(job):
     return proc, locker
 
 
-def _pg_dump_host_pids():
-    top = sh("docker", "top", PG, "-eo", "pid,args").stdout.splitlines()[1:]
-    return [int(line.split()[0]) for line in top if "pg_dump" in line and "postgres:" not in line]
+def _pg_dump_host_pids(timeout=30):
+    """Host pids of the job's pg_dump; the .part file opens before `docker exec` has started it."""
+    deadline = time.time() + timeout
+    while True:
+        top = sh("docker", "top", PG, "-eo", "pid,args").stdout.splitlines()[1:]
+        pids = [int(line.split()[0]) for line in top if "pg_dump" in line and "postgres:" not in line]
+        if pids or time.time() > deadline:
+            return pids
+        time.sleep(0.1)
 
 
 def test_a_dump_killed_midway_is_never_counted_as_a_backup(tmp_path, servers):
