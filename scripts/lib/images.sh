@@ -16,6 +16,9 @@ STAND_IN_IMAGES=(postgres15 pgbouncer redis caddy freshtrack-backend)
 BACKEND_VERSION_IMAGES=(freshtrack-backend-v2 freshtrack-backend-bad freshtrack-backend-crash)
 # Services the tests need beside the stack (the S3 endpoint of the backup tests), built and archived.
 TEST_SERVICE_IMAGES=(s3)
+# Stand-ins for the monitoring images, on one shared layer (tests/images/monitoring): one archive.
+MONITORING_STAND_IN_IMAGES=(prometheus alertmanager blackbox-exporter node-exporter postgres-exporter
+                            redis-exporter pgbouncer-exporter)
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 
 image_parent() {
@@ -139,8 +142,26 @@ save_image_archives() {
   done
 }
 
+# Several images in one archive, $ARCHIVES_DIR/<group>.tar: their shared layers are stored once.
+save_image_group_archive() {
+  local group=$1 name hash tags=()
+  shift
+  hash=$(for name in "$@"; do image_hash "$name"; done | sha256sum | cut -c1-12)
+  for name in "$@"; do tags+=("freshtrack-test/$name:local"); done
+  mkdir -p "$ARCHIVES_DIR"
+  if [ -f "$ARCHIVES_DIR/$group.tar" ] && [ "$(cat "$ARCHIVES_DIR/$group.hash" 2>/dev/null)" = "$hash" ]; then
+    return 0
+  fi
+  docker save -o "$ARCHIVES_DIR/$group.tar.part" "${tags[@]}"
+  mv "$ARCHIVES_DIR/$group.tar.part" "$ARCHIVES_DIR/$group.tar"
+  echo "$hash" > "$ARCHIVES_DIR/$group.hash"
+  log "images $*: archive $ARCHIVES_DIR/$group.tar ($(du -h "$ARCHIVES_DIR/$group.tar" | cut -f1))"
+}
+
 # Stand-in images built and saved as archives, for hosts that load them.
 ensure_stand_ins() {
-  build_images "${STAND_IN_IMAGES[@]}" "${BACKEND_VERSION_IMAGES[@]}" "${TEST_SERVICE_IMAGES[@]}"
+  build_images "${STAND_IN_IMAGES[@]}" "${BACKEND_VERSION_IMAGES[@]}" "${TEST_SERVICE_IMAGES[@]}" \
+    "${MONITORING_STAND_IN_IMAGES[@]}"
   save_image_archives "${STAND_IN_IMAGES[@]}" "${TEST_SERVICE_IMAGES[@]}"
+  save_image_group_archive monitoring "${MONITORING_STAND_IN_IMAGES[@]}"
 }

@@ -65,6 +65,10 @@ CASES = [
     ("backup_retention_local", {"daily": -1, "weekly": 4, "monthly": 0}, "backup_retention_local: daily, weekly and monthly are counts >= 0"),
     ("backup_encryption", "age", "backup_encryption_recipient must be an age public key"),
     ("backup_s3_access_key_id", "AKIAEXAMPLE", "backup_s3_access_key_id and backup_s3_secret_access_key go together"),
+    ("observability_grafana_image", "grafana/grafana:latest", "observability_*_image: pin a version"),
+    ("observability_prometheus_retention_time", "a month", "observability_prometheus_retention_time: a Prometheus duration"),
+    ("observability_alert_webhook_urls", ["hooks.example.com/x"], "observability_alert_webhook_urls: http(s) URLs only"),
+    ("observability_log_shipper", "fluentd", "observability_log_shipper"),
 ]
 
 

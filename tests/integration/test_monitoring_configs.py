@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
 import shutil
 import subprocess
 
@@ -18,26 +19,29 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 ROLE = ROOT / "roles" / "observability"
 RULES_DIR = ROLE / "files" / "prometheus" / "rules"
 
+ROLE_METRICS = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())["_observability_metrics"]
 BASE = {
     "observability_scrape_interval": "15s",
     "observability_host_label": "prod-1",
     "observability_prometheus_rules_dir": str(RULES_DIR),
-    "observability_exporters": [{"job": "pgbouncer", "address": "pgbouncer-exporter:9127"},
-                                {"job": "postgres", "address": "postgres-exporter:9187"},
-                                {"job": "redis", "address": "redis-exporter:9121"}],
+    # Every service with metrics switched on (the role's own table).
+    "_observability_scrape_targets": list(ROLE_METRICS.values()),
     "observability_probe_urls": ["https://app.example.com/health", "https://api.example.com/health"],
-    "observability_probe_ca_file": "",
+    "observability_probe_ca_dir": "",
     "observability_alert_email": {},
-    "observability_alert_slack_webhook_url_file": "",
+    "observability_alert_slack_enabled": False,
     "observability_alert_slack_channel": "#freshtrack-alerts",
     "observability_alert_webhook_urls": [],
     "observability_deadman_webhook_url": "",
+    "observability_alert_group_wait": "30s",
+    "observability_alert_group_interval": "5m",
+    "observability_alert_repeat_interval": "4h",
 }
 RECEIVERS = {
     "none": {},
     "email": {"observability_alert_email": {"to": "ops@example.com", "from": "alerts@example.com",
                                             "smarthost": "smtp.example.com:587", "username": "alerts"}},
-    "slack+webhook+deadman": {"observability_alert_slack_webhook_url_file": "/run/secrets/alertmanager_slack_url",
+    "slack+webhook+deadman": {"observability_alert_slack_enabled": True,
                               "observability_alert_webhook_urls": ["http://127.0.0.1:9999/alerts"],
                               "observability_deadman_webhook_url": "https://hc-ping.example.com/3f2a"},
 }
@@ -62,8 +66,9 @@ def test_prometheus_config_and_rules(tmp_path):
     config.write_text(render("prometheus.yml.j2", {}))
     parsed = yaml.safe_load(config.read_text())
     jobs = {job["job_name"] for job in parsed["scrape_configs"]}
-    assert jobs == {"prometheus", "alertmanager", "node", "cadvisor", "backend", "pgbouncer", "postgres", "redis",
-                    "blackbox-http"}
+    assert jobs == {"prometheus", "backend", "blackbox-http"} | {t["job"] for t in ROLE_METRICS.values()}
+    # Every job an alert rule names is scraped.
+    assert set(re.findall(r'job="([a-z-]+)"', (RULES_DIR / "freshtrack.rules.yml").read_text())) <= jobs
     out = subprocess.run([tool("promtool"), "check", "config", str(config)], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "SUCCESS" in out.stdout and "rules found" in out.stdout
@@ -79,10 +84,10 @@ def test_alertmanager_config(tmp_path, receivers):
     assert route["routes"][0]["matchers"] == ['alertname="MonitoringPipelineDead"']
 
 
-@pytest.mark.parametrize("ca_file", ["", "/etc/ssl/caddy-root.crt"])
-def test_blackbox_config(tmp_path, ca_file):
+@pytest.mark.parametrize("ca_dir", ["", "/var/lib/caddy-ca"])
+def test_blackbox_config(tmp_path, ca_dir):
     config = tmp_path / "blackbox.yml"
-    config.write_text(render("blackbox.yml.j2", {"observability_probe_ca_file": ca_file}))
+    config.write_text(render("blackbox.yml.j2", {"observability_probe_ca_dir": ca_dir}))
     out = subprocess.run([tool("prometheus-blackbox-exporter"), "--config.check", f"--config.file={config}"],
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr

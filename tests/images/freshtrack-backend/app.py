@@ -35,6 +35,11 @@ STARTED = time.time()
 draining = threading.Event()
 lock = threading.Lock()
 requests_total: dict[tuple[str, str, int], int] = {}
+# Request durations as a Prometheus histogram (the p95 latency alert and dashboard read it).
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+duration_buckets = [0] * len(BUCKETS)
+duration_sum = 0.0
+duration_count = 0
 readings_inserted = 0
 in_flight = 0
 
@@ -97,6 +102,13 @@ def render_metrics() -> str:
     with lock:
         for (method, route, status), count in sorted(requests_total.items()):
             lines.append(f'http_requests_total{{method="{method}",route="{route}",status="{status}"}} {count}')
+        lines += ["# HELP http_request_duration_seconds Time to answer a request.",
+                  "# TYPE http_request_duration_seconds histogram"]
+        lines += [f'http_request_duration_seconds_bucket{{le="{bound}"}} {count}'
+                  for bound, count in zip(BUCKETS, duration_buckets)]
+        lines += [f'http_request_duration_seconds_bucket{{le="+Inf"}} {duration_count}',
+                  f"http_request_duration_seconds_sum {duration_sum:.6f}",
+                  f"http_request_duration_seconds_count {duration_count}"]
         lines += ["# HELP readings_inserted_total Sensor readings stored.",
                   "# TYPE readings_inserted_total counter", f"readings_inserted_total {readings_inserted}",
                   "# TYPE http_requests_in_flight gauge", f"http_requests_in_flight {in_flight}"]
@@ -110,6 +122,10 @@ class Handler(BaseHTTPRequestHandler):
     # Idle keep-alive connections close after this (like Node's keepAliveTimeout); the proxy closes its
     # idle ones sooner, so it never writes a request into a connection being closed here.
     timeout = 5
+
+    def parse_request(self):  # the request line has just arrived (keep-alive idle time excluded)
+        self.started = time.monotonic()
+        return super().parse_request()
 
     def log_message(self, fmt, *args):  # one JSON line per request, like a real service
         print(json.dumps({"msg": fmt % args, "version": VERSION}), flush=True)
@@ -126,9 +142,16 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
         route = urlparse(self.path).path
+        elapsed = time.monotonic() - getattr(self, "started", time.monotonic())
+        global duration_sum, duration_count
         with lock:
             key = (self.command, route, status)
             requests_total[key] = requests_total.get(key, 0) + 1
+            for index, bound in enumerate(BUCKETS):  # cumulative, as Prometheus expects
+                if elapsed <= bound:
+                    duration_buckets[index] += 1
+            duration_sum += elapsed
+            duration_count += 1
 
     def health(self):
         if os.environ.get("FAIL_HEALTH") == "1":
