@@ -92,6 +92,19 @@ print_stack_summary() {
       --resolve "$domain:443:$ip" "https://$domain/health" || true)
     printf '%-22s %s\n' "https://$domain" "/health -> HTTP $code  (curl --cacert $ca --resolve $domain:443:$ip https://$domain/health)"
   done
+  # Monitoring, as Prometheus sees it (its UI listens on the host's loopback: an SSH tunnel reaches it).
+  docker exec "$LOCAL_HOST_NAME" python3 - <<'PY' 2>/dev/null || printf '%-22s %s\n' "Prometheus" "not running"
+import json, urllib.request
+def query(path):
+    return json.load(urllib.request.urlopen("http://127.0.0.1:9090/api/v1/" + path, timeout=5))["data"]
+targets = query("targets?state=active")["activeTargets"]
+down = sorted(t["labels"]["job"] + " " + t["labels"]["instance"] for t in targets if t["health"] != "up")
+firing = sorted({a["labels"]["alertname"] for a in query("alerts")["alerts"] if a["state"] == "firing"})
+print("%-22s %d of %d targets up%s" % ("Prometheus", len(targets) - len(down), len(targets),
+                                         ("; down: " + ", ".join(down)) if down else ""))
+print("%-22s %s" % ("alerts firing", ", ".join(firing) or "none"))
+PY
+  printf '%-22s %s\n' "monitoring UIs" "ssh -L 9090:127.0.0.1:9090 -L 9093:127.0.0.1:9093 to the host (Prometheus, Alertmanager)"
   printf '\n'
   docker exec "$LOCAL_HOST_NAME" docker ps --filter label=com.docker.compose.project=freshtrack \
     --format 'table {{.Names}}\t{{.Status}}\t{{.Ports}}' | sort
