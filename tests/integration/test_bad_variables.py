@@ -69,6 +69,10 @@ CASES = [
     ("observability_prometheus_retention_time", "a month", "observability_prometheus_retention_time: a Prometheus duration"),
     ("observability_alert_webhook_urls", ["hooks.example.com/x"], "observability_alert_webhook_urls: http(s) URLs only"),
     ("observability_log_shipper", "fluentd", "observability_log_shipper"),
+    # The exporter logging in as the database owner (a superuser) instead of its own pg_monitor login.
+    ("observability_postgres", {"address": "postgres:5432", "db": "freshtrack", "user": "freshtrack",
+                                "password_secret": "postgres_password", "container": "freshtrack-postgres",
+                                "admin_user": "freshtrack"}, "observability_postgres.user: the exporter's own login"),
 ]
 
 

@@ -77,6 +77,7 @@ def test_generates_once_with_modes_alphabets_and_no_output(host):
     values = read_secrets(host)
     assert set(values) == {"postgres_password", "jwt_secret", "minio_root_user", "minio_root_password",
                            "grafana_admin_password", "redis_password", "pgbouncer_auth_password",
+                           "postgres_monitor_password",
                            "stack_auth_secret_key"}  # the empty stripe key is skipped
     assert re.fullmatch(r"[A-Za-z0-9]{40}", values["postgres_password"])
     assert re.fullmatch(r"[A-Za-z0-9]{64}", values["jwt_secret"])
