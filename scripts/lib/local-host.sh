@@ -93,16 +93,20 @@ print_stack_summary() {
     printf '%-22s %s\n' "https://$domain" "/health -> HTTP $code  (curl --cacert $ca --resolve $domain:443:$ip https://$domain/health)"
   done
   # Monitoring, as Prometheus sees it (its UI listens on the host's loopback: an SSH tunnel reaches it).
-  docker exec "$LOCAL_HOST_NAME" python3 - <<'PY' 2>/dev/null || printf '%-22s %s\n' "Prometheus" "not running"
+  docker exec -i "$LOCAL_HOST_NAME" python3 - <<'PY' 2>/dev/null || printf '%-22s %s\n' "Prometheus" "not running"
 import json, urllib.request
 def query(path):
     return json.load(urllib.request.urlopen("http://127.0.0.1:9090/api/v1/" + path, timeout=5))["data"]
 targets = query("targets?state=active")["activeTargets"]
 down = sorted(t["labels"]["job"] + " " + t["labels"]["instance"] for t in targets if t["health"] != "up")
-firing = sorted({a["labels"]["alertname"] for a in query("alerts")["alerts"] if a["state"] == "firing"})
+# The dead man's switch fires always, by design: shown apart from the real alerts.
+firing = sorted({a["labels"]["alertname"] for a in query("alerts")["alerts"] if a["state"] == "firing"}
+                - {"MonitoringPipelineDead"})
 print("%-22s %d of %d targets up%s" % ("Prometheus", len(targets) - len(down), len(targets),
                                          ("; down: " + ", ".join(down)) if down else ""))
-print("%-22s %s" % ("alerts firing", ", ".join(firing) or "none"))
+print("%-22s %s" % ("alerts firing", ", ".join(firing) or "none (but the dead man's switch, always firing)"))
+pg = query("query?query=pg_up")["result"]
+print("%-22s %s" % ("PostgreSQL exporter", "pg_up %s" % (pg[0]["value"][1] if pg else "missing")))
 PY
   printf '%-22s %s\n' "monitoring UIs" "ssh -L 9090:127.0.0.1:9090 -L 9093:127.0.0.1:9093 to the host (Prometheus, Alertmanager)"
   printf '\n'
