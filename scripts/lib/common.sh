@@ -13,13 +13,19 @@ log()  { printf '\033[1;34m==> %s\033[0m\n' "$*" >&2; }
 warn() { printf '\033[1;33m!!  %s\033[0m\n' "$*" >&2; }
 die()  { printf '\033[1;31mxx  %s\033[0m\n' "$*" >&2; exit 1; }
 
-# Run a step and print how long it took: long work shows progress.
+# Run a step and print how long it took: long work shows progress. With TIMINGS_FILE set
+# (scripts/test), the time is also recorded for the suite's timing table (scripts/lib/timings.py).
 step() {
   local name=$1; shift
   local t0=$SECONDS
   log "$name"
   "$@"
   log "$name: done in $((SECONDS - t0)) s"
+  record_timing setup "$name" "" passed $((SECONDS - t0))
+}
+
+record_timing() {
+  [ -z "${TIMINGS_FILE:-}" ] || printf '%s\t%s\t%s\t%s\t%s\n' "$@" >> "$TIMINGS_FILE"
 }
 
 as_root() {
