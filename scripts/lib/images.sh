@@ -1,8 +1,11 @@
 # shellcheck shell=bash
 # The one mechanism for test images. Each image is a folder under tests/images/<name>/ holding
-# either
-#   rootfs.env  - a Debian root file system made with debootstrap (SUITE=, INCLUDE=), imported, or
-#   Dockerfile  - built FROM another test image, named in a first line `# parent: <name>`
+# one of
+#   rootfs.env   - a Debian root file system made with debootstrap (SUITE=, INCLUDE=), imported;
+#   converge.env - a systemd host of another test image (PARENT=) converged by a playbook of this
+#                  collection (PLAYBOOK=, with the recipe's inventory.yml), then committed; INPUTS=
+#                  names the paths whose content enters the hash;
+#   Dockerfile   - built FROM another test image, named in a first line `# parent: <name>`
 #                 and used through `ARG BASE_IMAGE` / `FROM ${BASE_IMAGE}`; with a
 #                 pip-binaries.txt beside it, the scripts of those (pinned) wheels are put into
 #                 the build context's bin/ (containers cannot reach PyPI, this machine can).
@@ -20,11 +23,22 @@ TEST_SERVICE_IMAGES=(s3)
 MONITORING_STAND_IN_IMAGES=(prometheus alertmanager blackbox-exporter node-exporter postgres-exporter
                             redis-exporter pgbouncer-exporter)
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+DEBIAN_SECURITY_MIRROR="${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}"
 
 image_parent() {
-  local dockerfile="$IMAGES_DIR/$1/Dockerfile"
-  [ -f "$dockerfile" ] && sed -n 's/^# parent: *//p' "$dockerfile" | head -n 1
+  local dockerfile="$IMAGES_DIR/$1/Dockerfile" converge="$IMAGES_DIR/$1/converge.env"
+  [ ! -f "$dockerfile" ] || sed -n 's/^# parent: *//p' "$dockerfile" | head -n 1
+  [ ! -f "$converge" ] || sed -n 's/^PARENT=//p' "$converge" | head -n 1
   return 0
+}
+
+# The content of the collection paths a converged image's recipe names (INPUTS=).
+converge_inputs_hash() {
+  local INPUTS=""
+  # shellcheck disable=SC1090
+  . "$IMAGES_DIR/$1/converge.env"
+  # shellcheck disable=SC2086
+  (cd "$REPO_ROOT" && find $INPUTS -type f -not -name '*.pyc' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
 }
 
 image_hash() {
@@ -34,7 +48,9 @@ image_hash() {
   {
     (cd "$dir" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
     # A root file system is also shaped by the function that builds it.
-    [ ! -f "$dir/rootfs.env" ] || declare -f build_rootfs_image | sha256sum
+    [ ! -f "$dir/rootfs.env" ] || declare -f build_rootfs_image apply_security_updates | sha256sum
+    # A converged host also by the playbook, the roles it ran, and the function that runs them.
+    [ ! -f "$dir/converge.env" ] || { converge_inputs_hash "$name"; declare -f build_converged_image | sha256sum; }
     [ -z "$parent" ] || image_hash "$parent"
   } | sha256sum | cut -c1-12
 }
@@ -51,6 +67,8 @@ build_image() {
   local t0=$SECONDS
   if [ -f "$dir/rootfs.env" ]; then
     build_rootfs_image "$name" "$tag"
+  elif [ -f "$dir/converge.env" ]; then
+    build_converged_image "$name" "$tag"
   else
     parent=$(image_parent "$name")
     [ -n "$parent" ] || die "$dir/Dockerfile lacks a '# parent: <image>' line"
@@ -94,7 +112,7 @@ PY
 }
 
 build_rootfs_image() {
-  local name=$1 tag=$2 SUITE="" INCLUDE="" root
+  local name=$1 tag=$2 SUITE="" INCLUDE="" SECURITY_SUITE="" root
   # shellcheck disable=SC1090
   . "$IMAGES_DIR/$name/rootfs.env"
   [ -n "$SUITE" ] || die "$name/rootfs.env must set SUITE"
@@ -116,6 +134,80 @@ build_rootfs_image() {
     --change 'CMD ["/lib/systemd/systemd"]' \
     --change "LABEL org.freshtrack.recipe-hash=${tag##*:}" - "$tag" >/dev/null
   as_root rm -rf "$root"
+  [ -z "$SECURITY_SUITE" ] || apply_security_updates "$name" "$tag" "$SECURITY_SUITE"
+}
+
+# As a cloud image is built: current with the security suite on the day it was made, though its
+# sources name only the main suite (the hardening role adds the security suite; its tests see it
+# do so). Without this, a host starts with every security fix since the point release pending,
+# and unattended-upgrades' dry run in the scenarios downloads and simulates all of them.
+apply_security_updates() {
+  local name=$1 tag=$2 suite=$3 builder="freshtrack-build-$1" list=/etc/apt/sources.list.d/image-build-security.list
+  log "image $name: security updates from $suite"
+  docker rm -f "$builder" >/dev/null 2>&1 || true
+  docker run --name "$builder" "$tag" sh -c "
+    echo 'deb ${DEBIAN_SECURITY_MIRROR} $suite main' > $list &&
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get upgrade -y -qq >/dev/null &&
+    rm -f $list && rm -rf /var/cache/apt/archives/*.deb /var/lib/apt/lists/* &&
+    touch -d @0 /var/lib/apt/lists" >"$CACHE_DIR/security-updates-$name.log" 2>&1 || {
+      docker rm -f "$builder" >/dev/null 2>&1; docker rmi "$tag" >/dev/null 2>&1
+      die "image $name: security updates failed; see $CACHE_DIR/security-updates-$name.log"; }
+  docker commit --change 'CMD ["/lib/systemd/systemd"]' "$builder" "$tag" >/dev/null
+  docker rm "$builder" >/dev/null
+}
+
+# A host container of the parent image, converged by the recipe's playbook over the Docker API, then
+# committed. /var/lib/docker is a tmpfs (as on the Molecule platforms): the engine's state is not
+# part of the image, only what the roles installed and configured.
+build_converged_image() {
+  local name=$1 tag=$2 PARENT="" PLAYBOOK="" builder="freshtrack-build-$1" log="$CACHE_DIR/converge-$1.log"
+  # shellcheck disable=SC1090
+  . "$IMAGES_DIR/$name/converge.env"
+  build_image "$PARENT"
+  log "image $name: $PLAYBOOK on a $PARENT host (about two minutes; log: $log)"
+  start_systemd_container "$builder" "freshtrack-test/$PARENT:local" --tmpfs "$DOCKER_DATA_TMPFS"
+  docker exec "$builder" mount -o remount,rw /proc/sys
+  wait_for_boot "$builder"
+  if ! ANSIBLE_CONFIG="$REPO_ROOT/ansible.cfg" ansible-playbook -i "$IMAGES_DIR/$name/inventory.yml" \
+       -e "ansible_host=$builder" "$REPO_ROOT/$PLAYBOOK" >"$log" 2>&1; then
+    docker rm -f "$builder" >/dev/null 2>&1 || true
+    die "image $name: $PLAYBOOK failed; see $log"
+  fi
+  # systemd halts on SIGRTMIN+3: services stop cleanly before the commit.
+  docker kill -s RTMIN+3 "$builder" >/dev/null
+  timeout 60 docker wait "$builder" >/dev/null || true
+  docker commit --change 'CMD ["/lib/systemd/systemd"]' \
+    --change "LABEL org.freshtrack.recipe-hash=${tag##*:}" "$builder" "$tag" >/dev/null
+  docker rm -f "$builder" >/dev/null
+}
+
+# Where a host container's engine keeps its data: a tmpfs, so the inner engine runs overlay2
+# (on the container's own overlay root it falls back to vfs, which copies every layer for every
+# container) and removing the host frees it at once. The Molecule platforms say the same.
+DOCKER_DATA_TMPFS="/var/lib/docker:rw,exec,suid,dev"
+
+# A Debian host container with systemd as PID 1: start_systemd_container NAME IMAGE [docker run
+# options]. The flags are what systemd needs in a container here (../shared/ENVIRONMENT.md); the
+# Molecule platforms use the same ones (.config/molecule/config.yml). SYS_PTRACE lets root enter
+# non-root containers' namespaces (docker exec, healthchecks), as on a VM.
+start_systemd_container() {
+  local name=$1 image=$2; shift 2
+  docker rm -f "$name" >/dev/null 2>&1 || true
+  docker run -d --name "$name" --hostname "$name" \
+    --cap-add SYS_ADMIN --cap-add NET_ADMIN --cap-add SYS_PTRACE --security-opt seccomp=unconfined \
+    --cgroupns=host -v /sys/fs/cgroup:/sys/fs/cgroup:rw --tmpfs /run --tmpfs /run/lock --tmpfs /tmp \
+    "$@" "$image" /lib/systemd/systemd >/dev/null
+}
+
+# systemd in a fresh container needs a moment before its bus answers.
+wait_for_boot() {
+  local state="" i
+  for i in $(seq 1 60); do
+    state=$(docker exec "$1" systemctl is-system-running 2>/dev/null || true)
+    case $state in running|degraded) break ;; esac
+    sleep 1
+  done
+  log "$1 booted: systemd $state"
 }
 
 build_images() {

@@ -1,7 +1,6 @@
 # shellcheck shell=bash
 # The disposable local "production-like" host: a Debian systemd container that stands in for a VM.
-# The flags are what systemd needs in a container here (see ../shared/ENVIRONMENT.md); the
-# molecule platforms use the same ones (.config/molecule/config.yml).
+# Its engine keeps its data in a volume (overlay2, and it survives a restart of the host container).
 
 LOCAL_HOST_NAME="${FRESHTRACK_LOCAL_HOST:-freshtrack-local}"
 LOCAL_HOST_IMAGE="${FRESHTRACK_LOCAL_IMAGE:-debian12-systemd}"
@@ -23,33 +22,12 @@ ensure_local_host() {
   destroy_local_host
   # The app's names resolve to the host itself, as public DNS makes them: deploy.yml and restore.yml
   # check /health through Caddy from the host.
-  start_systemd_container "$LOCAL_HOST_NAME" -v "$LOCAL_HOST_NAME-docker:/var/lib/docker" \
+  start_systemd_container "$LOCAL_HOST_NAME" "freshtrack-test/$LOCAL_HOST_IMAGE:local" \
+    -v "$LOCAL_HOST_NAME-docker:/var/lib/docker" \
     --add-host app.freshtrack.test:127.0.0.1 --add-host api.freshtrack.test:127.0.0.1
   # As on a VM: /proc/sys writable for the engine's per-network-namespace settings.
   docker exec "$LOCAL_HOST_NAME" mount -o remount,rw /proc/sys
   wait_for_boot "$LOCAL_HOST_NAME"
-}
-
-# A Debian host container with systemd as PID 1: start_systemd_container NAME [docker run options].
-# SYS_PTRACE lets root enter non-root containers' namespaces (docker exec, healthchecks), as on a VM.
-start_systemd_container() {
-  local name=$1; shift
-  docker rm -f "$name" >/dev/null 2>&1 || true
-  docker run -d --name "$name" --hostname "$name" \
-    --cap-add SYS_ADMIN --cap-add NET_ADMIN --cap-add SYS_PTRACE --security-opt seccomp=unconfined \
-    --cgroupns=host -v /sys/fs/cgroup:/sys/fs/cgroup:rw --tmpfs /run --tmpfs /run/lock --tmpfs /tmp \
-    "$@" "freshtrack-test/$LOCAL_HOST_IMAGE:local" /lib/systemd/systemd >/dev/null
-}
-
-# systemd in a fresh container needs a moment before its bus answers.
-wait_for_boot() {
-  local state="" i
-  for i in $(seq 1 60); do
-    state=$(docker exec "$1" systemctl is-system-running 2>/dev/null || true)
-    case $state in running|degraded) break ;; esac
-    sleep 1
-  done
-  log "$1 booted: systemd $state"
 }
 
 destroy_local_host() {

@@ -34,6 +34,7 @@ PG_IMAGE = "freshtrack-test/postgres15:local"
 S3_IMAGE = "freshtrack-test/s3:local"
 SUFFIX = f"{os.getpid()}"
 PG = f"ft-backup-pg-{SUFFIX}"
+LOCKER = "ft-test-locker"
 S3 = f"ft-backup-s3-{SUFFIX}"
 BUCKET = "freshtrack-backups"
 ROWS = 1_000_000
@@ -295,7 +296,8 @@ def _blocked_dump(job):
     """Start a run whose pg_dump waits on a table lock held by another session; returns (job, locker)."""
     locker = subprocess.Popen(["docker", "exec", "-i", PG, "psql", "-q", "-U", "freshtrack", "-d", "freshtrack"],
                               stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
-    locker.stdin.write("BEGIN; LOCK TABLE sensor_readings IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(120);\n")
+    locker.stdin.write(f"SET application_name = '{LOCKER}'; BEGIN; "
+                       "LOCK TABLE sensor_readings IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(120);\n")
     locker.stdin.flush()
     time.sleep(1)
     proc = subprocess.Popen(job.argv("run"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -305,6 +307,14 @@ def _blocked_dump(job):
         assert time.time() < deadline and proc.poll() is None, "the dump never started"
         time.sleep(0.1)
     return proc, locker
+
+
+def _release(locker):
+    """End the locking session. Killing `docker exec` alone leaves its psql sleeping in the container
+    with the lock held for the rest of the two minutes, and the next test's dump waits on it."""
+    locker.kill()
+    psql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{LOCKER}'",
+         db="postgres")
 
 
 def _pg_dump_host_pids(timeout=30):
@@ -328,7 +338,7 @@ def test_a_dump_killed_midway_is_never_counted_as_a_backup(tmp_path, servers):
             os.kill(pid, signal.SIGKILL)
         out, _ = proc.communicate(timeout=60)
     finally:
-        locker.kill()
+        _release(locker)
     result = json.loads(out.strip().splitlines()[-1])
     assert proc.returncode == 1 and result["reason"] == "dump" and "pg_dump" in result["error"], result
     assert job.files() == []  # the partial file is gone, nothing else was written
@@ -343,7 +353,7 @@ def test_a_job_killed_midway_leaves_no_backup_and_the_next_run_cleans_up(tmp_pat
         os.killpg(proc.pid, signal.SIGKILL)  # the power goes: the job, its pipeline, everything
         proc.wait(timeout=30)
     finally:
-        locker.kill()
+        _release(locker)
     leftovers = job.files()
     assert leftovers and all(f.endswith(".part") for f in leftovers)
     assert job("list")[1]["backups"] == []
@@ -401,6 +411,7 @@ def _timed(command):
     return time.perf_counter() - t0
 
 
+@pytest.mark.alone
 def test_speed_side_by_side_with_the_seeds_pg_dump_gzip(tmp_path, servers):
     """Rounds interleaved so the machine's noise hits both alike; medians compared."""
     job = Job(tmp_path, servers, s3={"enabled": False})

@@ -22,6 +22,10 @@ GOOD_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGoodKeyGoodKeyGoodKeyGoodKeyGoo
 # Paths Ansible's own execution creates (temporary module files, fact cache).
 ANSIBLE_SCRATCH = re.compile(r"^[ACD] /(root|root/\.ansible.*|tmp.*|var/tmp.*)$")
 
+# Each case is one ansible-playbook run against this file's host container: spread over the
+# workers (each starts its own container; see tests/conftest.py).
+SPREAD_OVER_WORKERS = True
+
 CASES = [
     # (variable, bad value, text the failure must contain)
     ("hardening_ssh_port", 70000, "hardening_ssh_port must be between 1 and 65535"),
