@@ -23,7 +23,6 @@ TEST_SERVICE_IMAGES=(s3)
 MONITORING_STAND_IN_IMAGES=(prometheus alertmanager blackbox-exporter node-exporter postgres-exporter
                             redis-exporter pgbouncer-exporter)
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
-DEBIAN_SECURITY_MIRROR="${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}"
 
 image_parent() {
   local dockerfile="$IMAGES_DIR/$1/Dockerfile" converge="$IMAGES_DIR/$1/converge.env"
@@ -48,7 +47,7 @@ image_hash() {
   {
     (cd "$dir" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
     # A root file system is also shaped by the function that builds it.
-    [ ! -f "$dir/rootfs.env" ] || declare -f build_rootfs_image apply_security_updates | sha256sum
+    [ ! -f "$dir/rootfs.env" ] || declare -f build_rootfs_image | sha256sum
     # A converged host also by the playbook, the roles it ran, and the function that runs them.
     [ ! -f "$dir/converge.env" ] || { converge_inputs_hash "$name"; declare -f build_converged_image | sha256sum; }
     [ -z "$parent" ] || image_hash "$parent"
@@ -112,7 +111,7 @@ PY
 }
 
 build_rootfs_image() {
-  local name=$1 tag=$2 SUITE="" INCLUDE="" SECURITY_SUITE="" root
+  local name=$1 tag=$2 SUITE="" INCLUDE="" root
   # shellcheck disable=SC1090
   . "$IMAGES_DIR/$name/rootfs.env"
   [ -n "$SUITE" ] || die "$name/rootfs.env must set SUITE"
@@ -134,26 +133,6 @@ build_rootfs_image() {
     --change 'CMD ["/lib/systemd/systemd"]' \
     --change "LABEL org.freshtrack.recipe-hash=${tag##*:}" - "$tag" >/dev/null
   as_root rm -rf "$root"
-  [ -z "$SECURITY_SUITE" ] || apply_security_updates "$name" "$tag" "$SECURITY_SUITE"
-}
-
-# As a cloud image is built: current with the security suite on the day it was made, though its
-# sources name only the main suite (the hardening role adds the security suite; its tests see it
-# do so). Without this, a host starts with every security fix since the point release pending,
-# and unattended-upgrades' dry run in the scenarios downloads and simulates all of them.
-apply_security_updates() {
-  local name=$1 tag=$2 suite=$3 builder="freshtrack-build-$1" list=/etc/apt/sources.list.d/image-build-security.list
-  log "image $name: security updates from $suite"
-  docker rm -f "$builder" >/dev/null 2>&1 || true
-  docker run --name "$builder" "$tag" sh -c "
-    echo 'deb ${DEBIAN_SECURITY_MIRROR} $suite main' > $list &&
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get upgrade -y -qq >/dev/null &&
-    rm -f $list && rm -rf /var/cache/apt/archives/*.deb /var/lib/apt/lists/* &&
-    touch -d @0 /var/lib/apt/lists" >"$CACHE_DIR/security-updates-$name.log" 2>&1 || {
-      docker rm -f "$builder" >/dev/null 2>&1; docker rmi "$tag" >/dev/null 2>&1
-      die "image $name: security updates failed; see $CACHE_DIR/security-updates-$name.log"; }
-  docker commit --change 'CMD ["/lib/systemd/systemd"]' "$builder" "$tag" >/dev/null
-  docker rm "$builder" >/dev/null
 }
 
 # A host container of the parent image, converged by the recipe's playbook over the Docker API, then
