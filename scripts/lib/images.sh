@@ -3,8 +3,8 @@
 # one of
 #   rootfs.env   - a Debian root file system made with debootstrap (SUITE=, INCLUDE=), imported;
 #   converge.env - a systemd host of another test image (PARENT=) converged by a playbook of this
-#                  collection (PLAYBOOK=, with the recipe's inventory.yml), then committed; INPUTS=
-#                  names the paths whose content enters the hash;
+#                  collection (PLAYBOOK=, with the recipe's inventory.yml), a command run in it
+#                  (FINISH=), then committed; INPUTS= names the paths whose content enters the hash;
 #   Dockerfile   - built FROM another test image, named in a first line `# parent: <name>`
 #                 and used through `ARG BASE_IMAGE` / `FROM ${BASE_IMAGE}`; with a
 #                 pip-binaries.txt beside it, the scripts of those (pinned) wheels are put into
@@ -139,7 +139,7 @@ build_rootfs_image() {
 # committed. /var/lib/docker is a tmpfs (as on the Molecule platforms): the engine's state is not
 # part of the image, only what the roles installed and configured.
 build_converged_image() {
-  local name=$1 tag=$2 PARENT="" PLAYBOOK="" builder="freshtrack-build-$1" log="$CACHE_DIR/converge-$1.log"
+  local name=$1 tag=$2 PARENT="" PLAYBOOK="" FINISH="" builder="freshtrack-build-$1" log="$CACHE_DIR/converge-$1.log"
   # shellcheck disable=SC1090
   . "$IMAGES_DIR/$name/converge.env"
   build_image "$PARENT"
@@ -152,6 +152,8 @@ build_converged_image() {
     docker rm -f "$builder" >/dev/null 2>&1 || true
     die "image $name: $PLAYBOOK failed; see $log"
   fi
+  [ -z "$FINISH" ] || docker exec "$builder" sh -c "$FINISH" >>"$log" 2>&1 ||
+    { docker rm -f "$builder" >/dev/null 2>&1; die "image $name: '$FINISH' failed; see $log"; }
   # systemd halts on SIGRTMIN+3: services stop cleanly before the commit.
   docker kill -s RTMIN+3 "$builder" >/dev/null
   timeout 60 docker wait "$builder" >/dev/null || true
