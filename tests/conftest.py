@@ -18,6 +18,7 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "alone: a timing measurement; run without other tests beside it")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config, items):
     # Under xdist's loadgroup (scripts/test), a test file stays on one worker, so its module-scoped
     # containers start once; files whose cases are independent say SPREAD_OVER_WORKERS = True.
