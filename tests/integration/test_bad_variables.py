@@ -22,12 +22,10 @@ GOOD_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGoodKeyGoodKeyGoodKeyGoodKeyGoo
 # Paths Ansible's own execution creates (temporary module files, fact cache).
 ANSIBLE_SCRATCH = re.compile(r"^[ACD] /(root|root/\.ansible.*|tmp.*|var/tmp.*)$")
 
-# Each case is one ansible-playbook run against this file's host container: spread over the
-# workers (each starts its own container; see tests/conftest.py).
-SPREAD_OVER_WORKERS = True
-
-CASES = [
-    # (variable, bad value, text the failure must contain)
+# (variable, bad value, text the failure must contain). Two lists, so the two halves run on the two
+# workers of scripts/test (pytest-xdist --dist loadscope sends each class to one worker, which
+# starts its own host container).
+HOST_CASES = [
     ("hardening_ssh_port", 70000, "hardening_ssh_port must be between 1 and 65535"),
     ("hardening_firewall_extra_rules", [{"port": 8080, "proto": "icmp"}], "hardening_firewall_extra_rules"),
     ("hardening_firewall_public_ports", [{"port": "99999", "proto": "tcp"}], "hardening_firewall_public_ports"),
@@ -44,6 +42,8 @@ CASES = [
     ("hardening_unattended_upgrades_reboot_time", "25:00", "hardening_unattended_upgrades_reboot_time"),
     ("secrets_supplied_required", ["stack_auth_secret_key"], "secrets_supplied_required: no value supplied"),
     ("secrets_generated", {"postgres_password": {"length": 8}}, "secrets_generated: every length must be 16-256"),
+]
+STACK_CASES = [
     # The stack: PgBouncer's connection budget, pinned images, domains, resources, targets.
     ("pgbouncer_default_pool_size", 200, "pgbouncer_default_pool_size: the pools need more connections than PostgreSQL allows"),
     ("freshtrack_postgres_max_connections", 30, "= 38 > max_connections 30"),
@@ -121,8 +121,7 @@ def test_good_values_pass_the_preflight(host, tmp_path):
         ANSIBLE_SCRATCH.match(line) for line in docker("diff", name).splitlines())
 
 
-@pytest.mark.parametrize("variable,value,expected", CASES, ids=[f"{c[0]}={c[1]!r}"[:60] for c in CASES])
-def test_bad_value_fails_before_any_change(host, tmp_path, variable, value, expected):
+def check_bad_value(host, tmp_path, variable, value, expected):
     name, inventory = host
     result = run_site(inventory, {variable: value}, tmp_path)
     output = result.stdout + result.stderr
@@ -132,3 +131,23 @@ def test_bad_value_fails_before_any_change(host, tmp_path, variable, value, expe
     assert recap and "changed=0" in recap.group(0), output[-3000:]
     touched = [line for line in docker("diff", name).splitlines() if not ANSIBLE_SCRATCH.match(line)]
     assert touched == [], touched
+
+
+def case_ids(cases):
+    return [f"{c[0]}={c[1]!r}"[:60] for c in cases]
+
+
+class TestHostBaseline:
+    """Hardening, Docker and secrets."""
+
+    @pytest.mark.parametrize("variable,value,expected", HOST_CASES, ids=case_ids(HOST_CASES))
+    def test_bad_value_fails_before_any_change(self, host, tmp_path, variable, value, expected):
+        check_bad_value(host, tmp_path, variable, value, expected)
+
+
+class TestStack:
+    """PgBouncer's budget, pinned images, domains, resources, targets, backups, monitoring."""
+
+    @pytest.mark.parametrize("variable,value,expected", STACK_CASES, ids=case_ids(STACK_CASES))
+    def test_bad_value_fails_before_any_change(self, host, tmp_path, variable, value, expected):
+        check_bad_value(host, tmp_path, variable, value, expected)
