@@ -102,7 +102,9 @@ ensure_engine() {
   else
     command -v dockerd >/dev/null 2>&1 || { log "Installing Docker engine (docker.io)"; apt_install docker.io; }
     log "Starting dockerd (log: $CACHE_DIR/dockerd.log)"
-    as_root setsid dockerd >>"$CACHE_DIR/dockerd.log" 2>&1 < /dev/null &
+    # In a subshell, so the engine is no job of the suite: the suite's `wait` for its lanes and its
+    # clean-up of its own processes at exit leave the engine running.
+    ( as_root setsid dockerd >>"$CACHE_DIR/dockerd.log" 2>&1 < /dev/null & )
     local i
     for i in $(seq 1 60); do
       docker info >/dev/null 2>&1 && break
