@@ -64,7 +64,7 @@ print_stack_summary() {
   local ip=$1 ca="$CACHE_DIR/local/caddy-root.crt" domain code
   docker exec "$LOCAL_HOST_NAME" docker exec freshtrack-caddy cat /data/caddy/pki/authorities/local/root.crt \
     >"$ca" 2>/dev/null || { printf '%-22s %s\n' "stack" "not running"; return 0; }
-  printf '\n%-22s %s\n' "Caddy's CA" "$ca (caddy_tls_mode: internal)"
+  printf '\n%-22s %s\n' "Caddy's CA" "$ca (freshtrack_tls_mode: internal)"
   for domain in app.freshtrack.test api.freshtrack.test; do
     code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 --cacert "$ca" \
       --resolve "$domain:443:$ip" "https://$domain/health" || true)

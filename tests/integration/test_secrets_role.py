@@ -67,7 +67,10 @@ def recap(result) -> str:
 
 
 SUPPLIED = {"secrets_supplied": {"stack_auth_secret_key": "sk-test-123456", "stripe_secret_key": ""},
-            "secrets_supplied_required": ["stack_auth_secret_key"]}
+            "secrets_supplied_required": ["stack_auth_secret_key"],
+            # By default the app's secrets go to the app's user (uid 1000) and Grafana's and
+            # Alertmanager's to theirs, for the stack's containers: here the role's own root-only files.
+            "secrets_file_owners": {}}
 
 
 def test_generates_once_with_modes_alphabets_and_no_output(host):
