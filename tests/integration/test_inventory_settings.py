@@ -63,7 +63,7 @@ def test_role_defaults_follow_the_site_wide_values(host, tmp_path):
     got = resolve(host, tmp_path, dict(BASE, freshtrack_root="/srv/freshtrack", freshtrack_backend_replicas=3))
     assert got["hardening_admin_user"] == "freshtrack" and got["docker_users"] == ["freshtrack"]
     assert got["secrets_dir"] == "/srv/freshtrack/secrets"
-    assert got["stack_dir"] == got["caddy_stack_dir"] == got["pgbouncer_stack_dir"] == "/srv/freshtrack"
+    assert got["stack_dir"] == "/srv/freshtrack" and got["pgbouncer_secrets_dir"] == "/srv/freshtrack/secrets"
     assert got["caddy_config_dir"] == "/srv/freshtrack/caddy"
     assert got["observability_config_dir"] == "/srv/freshtrack/observability"
     assert got["stack_target"] == "selfhosted" and got["pgbouncer_enabled"] is True
@@ -90,7 +90,7 @@ def test_role_variables_in_group_vars_take_effect(host, tmp_path):
     assert got["hardening_admin_user"] == "opsadmin"
     assert got["docker_users"] == ["freshtrack"]   # still freshtrack_admin_user: only hardening changed
     assert got["caddy_config_dir"] == "/srv/edge/caddy"
-    assert got["caddy_stack_dir"] == got["stack_dir"] == "/opt/freshtrack"
+    assert got["stack_dir"] == "/opt/freshtrack" and got["pgbouncer_config_dir"] == "/opt/freshtrack/pgbouncer"
     assert got["docker_log_max_size"] == "50m"
     assert got["backup_source"]["mode"] == "endpoint"
     assert got["backup_source"]["host"] == "db-freshtrack.db.ondigitalocean.com"

@@ -48,3 +48,16 @@ def test_the_check_catches_a_play_var(tmp_path):
     playbook.write_text("- hosts: all\n  vars: {stack_dir: /srv}\n  vars_files: [vars/shared.yml]\n  tasks: []\n")
     names = [name for name, _ in play_level_vars(playbook) if name.startswith(ROLE_PREFIXES)]
     assert names == ["stack_dir", "caddy_domains"]
+
+
+def test_every_role_is_in_the_one_list_or_a_helper():
+    """The roles site.yml runs come from roles/freshtrack's lists; the rest are called by roles."""
+    settings = yaml.safe_load((ROOT / "roles" / "freshtrack" / "defaults" / "main.yml").read_text())
+    listed = settings["freshtrack_host_roles"] + settings["freshtrack_stack_roles"]
+    helpers = {"freshtrack", "images", "deploy"}  # settings; image loading; deploy.yml's own steps
+    roles = {p.name for p in (ROOT / "roles").iterdir() if (p / "tasks").is_dir()}
+    assert sorted(listed) == sorted(roles - helpers)
+    assert set(settings["freshtrack_deploy_roles"]) <= set(settings["freshtrack_stack_roles"])
+    for playbook in ("host.yml", "stack.yml", "preflight.yml", "deploy.yml"):
+        text = (ROOT / "playbooks" / playbook).read_text()
+        assert "freshtrack_" in text and "_roles" in text, f"{playbook} does not read the role lists"
