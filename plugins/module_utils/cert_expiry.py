@@ -420,33 +420,3 @@ def check_all(endpoints: list[dict], files: list[str], settings: dict, workers: 
         jobs = [pool.submit(check_endpoint, endpoint, settings, now_fn) for endpoint in endpoints]
         jobs += [pool.submit(check_file, path, settings, now_fn) for path in files]
         return [job.result() for job in jobs]
-
-
-# ---- Command line: the host timer refreshes the Prometheus textfile with the same code ------------------
-
-def main(argv=None) -> int:
-    """cert_expiry.py --config FILE --textfile FILE: JSON config {endpoints, paths, ca_path, timeout,
-    workers, warning_days, critical_days, renewal_overdue_fraction}; exit 0 unless it cannot write."""
-    import argparse
-    import json
-
-    parser = argparse.ArgumentParser(description="Certificate expiry to a Prometheus textfile")
-    parser.add_argument("--config", required=True)
-    parser.add_argument("--textfile", required=True)
-    args = parser.parse_args(argv)
-    with open(args.config, encoding="utf-8") as handle:
-        config = json.load(handle)
-    settings = {"timeout": float(config.get("timeout", 5)), "ca_path": config.get("ca_path") or None,
-                "warning_days": float(config.get("warning_days", 14)),
-                "critical_days": float(config.get("critical_days", 7)),
-                "renewal_fraction": float(config.get("renewal_overdue_fraction", 0.25))}
-    endpoints = [dict({"port": 443}, **endpoint) for endpoint in config.get("endpoints", [])]
-    results = check_all(endpoints, pem_files(config.get("paths", [])), settings, int(config.get("workers", 16)))
-    write_atomically(args.textfile, prometheus_text(results, time.time()))
-    for result in results:
-        print("%s %s: %s" % (result["target"], result["status"], result["reason"]))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
