@@ -16,6 +16,7 @@ are touched, the new ones are removed and the old ones keep serving.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import time
@@ -28,6 +29,34 @@ HASH_LABEL = COMPOSE_LABEL + ".config-hash"
 NUMBER_LABEL = COMPOSE_LABEL + ".container-number"
 
 DEFAULT_STOP_TIMEOUT = 10  # Docker's own default when a service sets no stop_grace_period
+
+
+@dataclasses.dataclass(frozen=True)
+class RolloutOptions:
+    """How a rollout proceeds: the module's options, typed, with the module's defaults (its
+    argument_spec takes them from here). See the module's DOCUMENTATION for each."""
+    batch_size: int = 0
+    health_timeout: int = 120
+    wait_fixed: int | None = None
+    probe: dict | None = None
+    proxy_network: str | None = None
+    proxy_alias: str | None = None
+    proxy_slots: int | None = None
+    drain_command: list | None = None
+    drain_delay: float = 2.0
+    stop_timeout: int | None = None
+    force: bool = False
+    log_lines: int = 20
+
+    @classmethod
+    def from_params(cls, params: dict) -> "RolloutOptions":
+        """The rollout's options out of a module's params (other keys are ignored)."""
+        return cls(**{field.name: params[field.name] for field in dataclasses.fields(cls)
+                      if params.get(field.name) is not None})
+
+    @classmethod
+    def default(cls, name: str):
+        return {field.name: field.default for field in dataclasses.fields(cls)}[name]
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s|us|ns)")
 _DURATION_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
@@ -357,7 +386,9 @@ def http_probe(address: str, probe: dict) -> bool | str:
 class Rollout:
     """Rolls services of one compose project; `client` is a docker.DockerClient."""
 
-    def __init__(self, client, compose: Compose, project: str, options: dict, log=None, sleep=time.sleep,
+    POLL_INTERVAL = 1.0  # seconds between looks at the new containers' health
+
+    def __init__(self, client, compose: Compose, project: str, options: RolloutOptions, log=None, sleep=time.sleep,
                  clock=time.monotonic):
         self.client = client
         self.compose = compose
@@ -406,10 +437,10 @@ class Rollout:
             raise RolloutError(f"image {image_ref} of service {service} is not on this host ({error}); "
                                "pull or load it before the rollout") from error
         image_check = (image.attrs.get("Config") or {}).get("Healthcheck")
-        why = refusal(service, definition, image_check, self.options.get("wait_fixed"))
+        why = refusal(service, definition, image_check, self.options.wait_fixed)
         if why:
             raise RolloutError(why)
-        network = self.options.get("proxy_network")
+        network = self.options.proxy_network
         if network and network not in self.network_names(definition):
             raise RolloutError(f"service {service} is not attached to proxy_network {network} "
                                f"(it is on: {', '.join(self.network_names(definition)) or 'none'})")
@@ -419,7 +450,7 @@ class Rollout:
             raise RolloutError(f"docker compose config gave no config hash for service {service}")
         containers = self.containers(service)
         views = [self.view(c) for c in containers]
-        stop_timeout = self.options.get("stop_timeout")
+        stop_timeout = self.options.stop_timeout
         if stop_timeout is None:
             stop_timeout = parse_duration(definition.get("stop_grace_period"))
         return {
@@ -442,7 +473,7 @@ class Rollout:
         started = self.clock()
         facts = self.prepare(service)
         steps = plan(facts["views"], facts["replicas"], facts["desired_hash"], facts["image_id"],
-                     self.options.get("batch_size") or 0, self.options.get("force", False), facts["diverged"])
+                     self.options.batch_size, self.options.force, facts["diverged"])
         result = {
             "service": service, "changed": steps["changed"], "replicas": facts["replicas"],
             "image": facts["image_ref"], "image_id": facts["image_id"],
@@ -495,7 +526,7 @@ class Rollout:
         if len(new) != count:
             self.remove(new)
             raise RolloutError(f"compose created {len(new)} container(s) for {service}, expected {count}")
-        network = self.options.get("proxy_network")
+        network = self.options.proxy_network
         aliases = {}
         slots = self.take_slots(service, count) if network else []
         try:
@@ -526,20 +557,20 @@ class Rollout:
 
     def take_slots(self, service: str, count: int) -> list[str]:
         """Slot aliases for `count` new containers (none when the proxy does not use slots)."""
-        pattern = self.options.get("proxy_alias")
+        pattern = self.options.proxy_alias
         if not pattern:
             return []
         return free_slots(pattern, self.slot_count(), self.slots_taken(service), count)
 
     def slot_count(self) -> int:
-        return int(self.options.get("proxy_slots") or 0)
+        return int(self.options.proxy_slots or 0)
 
     def slots_taken(self, service: str) -> set:
-        network = self.options["proxy_network"]
+        network = self.options.proxy_network
         taken = set()
         for container in self.containers(service):
             taken.update(_aliases(container.attrs, network))
-        return taken & set(slot_aliases(self.options["proxy_alias"], self.slot_count()))
+        return taken & set(slot_aliases(self.options.proxy_alias, self.slot_count()))
 
     def adopt(self, service: str, kept: list) -> list[str]:
         """Give running containers that have no proxy slot (started by plain `compose up`) one.
@@ -547,7 +578,7 @@ class Rollout:
         Their proxy-network endpoint is re-created with the extra alias; until then the proxy
         cannot reach them at all, so this takes nothing away.
         """
-        network, pattern = self.options.get("proxy_network"), self.options.get("proxy_alias")
+        network, pattern = self.options.proxy_network, self.options.proxy_alias
         if not (network and pattern):
             return []
         mine = set(slot_aliases(pattern, self.slot_count()))
@@ -566,17 +597,17 @@ class Rollout:
         return adopted
 
     def unslotted(self, views: list[dict]) -> list[dict]:
-        network, pattern = self.options.get("proxy_network"), self.options.get("proxy_alias")
+        network, pattern = self.options.proxy_network, self.options.proxy_alias
         if not (network and pattern):
             return []
         mine = set(slot_aliases(pattern, self.slot_count()))
         return [v for v in views if not mine & set(v.get("aliases", {}).get(network, []))]
 
     def wait_ready(self, service: str, new: list) -> None:
-        timeout = float(self.options.get("health_timeout", 120))
-        wait_fixed = self.options.get("wait_fixed")
-        probe = self.options.get("probe")
-        interval = float(self.options.get("poll_interval", 1))
+        timeout = float(self.options.health_timeout)
+        wait_fixed = self.options.wait_fixed
+        probe = self.options.probe
+        interval = self.POLL_INTERVAL
         t0 = self.clock()
         last = None
         while True:
@@ -601,7 +632,7 @@ class Rollout:
     def failure_report(self, service: str, why: str, new: list, views: list[dict]) -> str:
         lines = [f"rollout of {service} stopped: {why}. The new container(s) were removed; the old ones "
                  "were not touched and keep serving."]
-        tail = int(self.options.get("log_lines", 20))
+        tail = self.options.log_lines
         for container, view in zip(new, views):
             lines.append(f"--- {view['name']} ({view['status']}, health {view['health'] or 'none'}, "
                          f"exit code {view['exit_code']})")
@@ -621,14 +652,14 @@ class Rollout:
             return
         running = [c for c in old if self.view(c)["status"] == "running"]
         t0 = self.clock()
-        command = self.options.get("drain_command")
+        command = self.options.drain_command
         if command and running:
             for container in running:
                 code, output = container.exec_run(command)
                 if code != 0:
                     self.log(f"{service}: drain command in {container.name} exited {code}: "
                              f"{output.decode('utf-8', 'replace').strip()[-300:]}")
-        delay = float(self.options.get("drain_delay") or 0)
+        delay = float(self.options.drain_delay or 0)
         if delay and running:
             self.log(f"{service}: draining {len(running)} old container(s) for {delay:g} s")
             self.sleep(delay)

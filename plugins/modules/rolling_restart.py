@@ -259,7 +259,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.freshtrack.deploy.plugins.module_utils.rolling_restart import (
-    Compose, Rollout, RolloutError, image_summary, images_after)
+    Compose, Rollout, RolloutError, RolloutOptions, image_summary, images_after)
 
 try:
     import docker
@@ -276,8 +276,8 @@ def argument_spec() -> dict:
         profiles=dict(type="list", elements="str", default=[]),
         env_files=dict(type="list", elements="path", default=[]),
         services=dict(type="list", elements="str", required=True),
-        batch_size=dict(type="int", default=0),
-        health_timeout=dict(type="int", default=120),
+        batch_size=dict(type="int", default=RolloutOptions.default("batch_size")),
+        health_timeout=dict(type="int", default=RolloutOptions.default("health_timeout")),
         wait_fixed=dict(type="int"),
         probe=dict(type="dict", options=dict(
             port=dict(type="int", required=True),
@@ -289,11 +289,11 @@ def argument_spec() -> dict:
         proxy_alias=dict(type="str"),
         proxy_slots=dict(type="int"),
         drain_command=dict(type="list", elements="str"),
-        drain_delay=dict(type="float", default=2),
+        drain_delay=dict(type="float", default=RolloutOptions.default("drain_delay")),
         stop_timeout=dict(type="int"),
-        force=dict(type="bool", default=False),
+        force=dict(type="bool", default=RolloutOptions.default("force")),
         docker_host=dict(type="str", default="unix:///var/run/docker.sock"),
-        log_lines=dict(type="int", default=20),
+        log_lines=dict(type="int", default=RolloutOptions.default("log_lines")),
     )
 
 
@@ -324,7 +324,7 @@ def main():
     results = []
     try:
         project = params["project_name"] or compose.config().get("name")
-        rollout = Rollout(client, compose, project, params, log=messages.append)
+        rollout = Rollout(client, compose, project, RolloutOptions.from_params(params), log=messages.append)
         for service in params["services"]:
             results.append(rollout.roll(service, check_mode=module.check_mode))
     except RolloutError as error:

@@ -248,3 +248,33 @@ def test_compose_verdict_outranks_the_hash_label():
     assert not rr.plan(old, 2, "hash-from-config", IMAGE, diverged=set())["changed"]
     steps = rr.plan(old, 2, "hash-from-config", IMAGE, diverged={"b"})
     assert [v["name"] for v in steps["keep"]] == ["a"] and steps["batches"] == [1]
+
+
+# ---- Options: one typed object, the module's defaults taken from it ------------------------------------
+
+def test_options_defaults_are_the_modules_and_the_documented_ones():
+    import dataclasses
+
+    import yaml
+    from ansible_collections.freshtrack.deploy.plugins.modules import rolling_restart as module
+
+    spec = module.argument_spec()
+    documented = yaml.safe_load(module.DOCUMENTATION)["options"]
+    for field in dataclasses.fields(rr.RolloutOptions):
+        assert field.name in spec, f"{field.name} is no module option"
+        assert spec[field.name].get("default") == field.default, field.name
+        assert documented[field.name].get("default") == field.default, field.name
+
+
+def test_options_from_params_take_what_is_set_and_default_the_rest():
+    options = rr.RolloutOptions.from_params({"project_src": "/srv", "services": ["backend"], "batch_size": 1,
+                                             "wait_fixed": None, "proxy_alias": "slot-{slot}", "force": True})
+    assert options.batch_size == 1 and options.force and options.proxy_alias == "slot-{slot}"
+    assert options.wait_fixed is None and options.health_timeout == 120 and options.log_lines == 20
+    with pytest.raises(dataclasses_frozen_error()):
+        options.batch_size = 2
+
+
+def dataclasses_frozen_error():
+    import dataclasses
+    return dataclasses.FrozenInstanceError
