@@ -126,7 +126,7 @@ class Job:
         self.config.write_text(json.dumps(self.cfg))
 
     def argv(self, *args):
-        return [sys.executable, str(SCRIPT), "--config", str(self.config), "--json", *args]
+        return [sys.executable, "-B", str(SCRIPT), "--config", str(self.config), "--json", *args]
 
     def __call__(self, *args):
         proc = subprocess.run(self.argv(*args), capture_output=True, text=True, timeout=600)

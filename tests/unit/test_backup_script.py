@@ -1,17 +1,17 @@
-"""Pure logic of the backup job (roles/backup/files/freshtrack_backup.py): names, grouping, retention,
-manifest comparison, metrics text. No database, no Docker."""
+"""Pure logic of the backup job (roles/backup/files/freshtrack_backup_jobs/core.py): names,
+grouping, retention, manifest comparison, metrics text. No database, no Docker."""
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import pathlib
+import sys
 
 import pytest
 
-SCRIPT = pathlib.Path(__file__).resolve().parents[2] / "roles" / "backup" / "files" / "freshtrack_backup.py"
-spec = importlib.util.spec_from_file_location("freshtrack_backup", SCRIPT)
-fb = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(fb)
+# The job's library, as the role installs it beside the command line (freshtrack_backup.py).
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "roles" / "backup" / "files"))
+sys.dont_write_bytecode = True  # no __pycache__ among the role's files
+from freshtrack_backup_jobs import core as fb  # noqa: E402
 
 UTC = dt.timezone.utc
 
