@@ -140,3 +140,26 @@ def test_checksum_sql_quotes_identifiers():
 def test_free_space_and_sizes():
     assert fb.free_bytes_ok(5, 5) and not fb.free_bytes_ok(4, 5)
     assert fb.format_bytes(512) == "512 B" and fb.format_bytes(3 * 1024 ** 3) == "3.0 GiB"
+
+
+def test_the_command_line_dispatches_to_each_commands_module(tmp_path):
+    """list and retention --dry-run through the command line, on an empty backup directory."""
+    import json
+    import subprocess
+
+    script = pathlib.Path(__file__).resolve().parents[2] / "roles" / "backup" / "files" / "freshtrack_backup.py"
+    config = tmp_path / "backup.json"
+    config.write_text(json.dumps({
+        "name": "freshtrack", "dir": str(tmp_path / "backups"), "source": {"mode": "container"},
+        "retention": {"local": {"daily": 7, "weekly": 4, "monthly": 0}, "remote": {"daily": 1, "weekly": 0, "monthly": 0}},
+        "s3": {"enabled": False}, "encryption": {"mode": "none"}, "compression": {}, "verify": {},
+        "lock_file": str(tmp_path / "lock"), "state_file": str(tmp_path / "state.json"), "min_free_bytes": 0}))
+    for command, expected in ((["list"], {"ok": True, "backups": []}),
+                              (["retention", "--dry-run"], {"ok": True, "local": {"kept": 0, "deleted": []}})):
+        result = subprocess.run([sys.executable, "-B", str(script), "--config", str(config), "--json", *command],
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert json.loads(result.stdout) == expected
+    bad = subprocess.run([sys.executable, "-B", str(script), "--config", str(config), "--json", "restore", "latest"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and json.loads(bad.stdout)["reason"] == "usage"
