@@ -57,7 +57,7 @@ STACK_CASES = [
     ("freshtrack_domains", {"app": "App_Host!.example.com"}, "caddy_domains: keys are"),
     ("caddy_acme_email", "", "caddy_acme_email: an e-mail address is required"),
     ("stack_backend_memory", "128M", "stack_backend_memory (128M) is below stack_backend_memory_reservation (512M)"),
-    ("freshtrack_target", "kubernetes", "stack_target"),
+    ("freshtrack_target", "kubernetes", "value of freshtrack_target must be one of: selfhosted, digitalocean, aws"),
     ("freshtrack_target", "digitalocean", "stack_database.host: the digitalocean target needs the managed PostgreSQL endpoint"),
     ("stack_backend_replicas", 0, "stack_backend_replicas: 1-20"),
     ("stack_backend_healthcheck", ["CMD", "curl", "-f", "http://localhost:3000/health"], "stack_backend_healthcheck: a list starting with CMD"),
