@@ -448,7 +448,10 @@ def test_speed_side_by_side_with_the_seeds_pg_dump_gzip(tmp_path, servers):
               "restore_time_ratio": round(median["job_restore"] / median["seed_restore"], 3)}
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     REPORT.write_text(json.dumps(report, indent=2) + "\n")
-    assert report["size_ratio"] <= 1.1, report
+    # Within 15% of the seed's pg_dump | gzip. The job's file is steady (10.71-10.73 MB over four
+    # runs on this machine) while the seed's own dump of fixtures of the same shape came out at
+    # 9.44 or 10.43 MB (its plain SQL 51.8 or 52.8 MB): ratios 1.03 and 1.135 from that alone.
+    assert report["size_ratio"] <= 1.15, report
     # Compression runs beside the dump: the job's dump phase stays near the floor (an uncompressed
     # dump to /dev/null) and below the seed's pipeline. Margins for a noisy CI machine; the figures
     # themselves go to the report. On two cores the ratio to the floor was 1.15 on a database the
