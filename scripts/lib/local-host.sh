@@ -5,6 +5,8 @@
 LOCAL_HOST_NAME="${FRESHTRACK_LOCAL_HOST:-freshtrack-local}"
 LOCAL_HOST_IMAGE="${FRESHTRACK_LOCAL_IMAGE:-debian12-systemd}"
 LOCAL_KEY="$CACHE_DIR/local/admin_ed25519"
+# Where the stand-ins' archives appear on the host (tests/vars/stand-ins.yml loads them from there).
+LOCAL_ARCHIVES_MOUNT=/var/cache/freshtrack-images
 
 ensure_local_key() {
   mkdir -p "$(dirname "$LOCAL_KEY")"
@@ -13,6 +15,8 @@ ensure_local_key() {
 
 ensure_local_host() {
   if [ "$(docker inspect -f '{{.State.Running}}' "$LOCAL_HOST_NAME" 2>/dev/null)" = "true" ]; then
+    docker exec "$LOCAL_HOST_NAME" test -d "$LOCAL_ARCHIVES_MOUNT" ||
+      die "$LOCAL_HOST_NAME was created without the image archives mounted at $LOCAL_ARCHIVES_MOUNT: scripts/deploy-local --fresh"
     log "local host $LOCAL_HOST_NAME is running"
     return 0
   fi
@@ -23,7 +27,7 @@ ensure_local_host() {
   # The app's names resolve to the host itself, as public DNS makes them: deploy.yml and restore.yml
   # check /health through Caddy from the host.
   start_systemd_container "$LOCAL_HOST_NAME" "freshtrack-test/$LOCAL_HOST_IMAGE:local" \
-    -v "$LOCAL_HOST_NAME-docker:/var/lib/docker" \
+    -v "$LOCAL_HOST_NAME-docker:/var/lib/docker" -v "$ARCHIVES_DIR:$LOCAL_ARCHIVES_MOUNT:ro" \
     --add-host app.freshtrack.test:127.0.0.1 --add-host api.freshtrack.test:127.0.0.1
   # As on a VM: /proc/sys writable for the engine's per-network-namespace settings.
   docker exec "$LOCAL_HOST_NAME" mount -o remount,rw /proc/sys
