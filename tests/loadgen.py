@@ -87,6 +87,9 @@ class Load:
         self.errors: dict[str, int] = {}
         self.latencies: list[float] = []
         self.first_error = None
+        # Wall-clock start and end (epoch seconds) of each failed request, so a test can tell the
+        # failures inside a planned pause (a restore's stopped writers) from any other.
+        self.failed_at: list[list[float]] = []
         self.workers: list[threading.Thread] = []
         self.started = self.ended = None
 
@@ -108,7 +111,7 @@ class Load:
             if pause > 0 and self.stopping.wait(pause):
                 break
             body = json.dumps({"sensor_id": f"{self.prefix}-{uuid.uuid4()}", "temperature": 3.5}).encode()
-            t0 = time.monotonic()
+            t0, wall0 = time.monotonic(), time.time()
             try:
                 status = connection.post(body)
             except Exception as error:  # a failed request, whatever the cause
@@ -116,10 +119,13 @@ class Load:
                     name = type(error).__name__
                     self.errors[name] = self.errors.get(name, 0) + 1
                     self.first_error = self.first_error or f"{name}: {error}"
+                    self.failed_at.append([round(wall0, 3), round(time.time(), 3)])
                 continue
             with self.lock:
                 self.statuses[status] = self.statuses.get(status, 0) + 1
                 self.latencies.append(time.monotonic() - t0)
+                if not 200 <= status < 300:
+                    self.failed_at.append([round(wall0, 3), round(time.time(), 3)])
         connection.close()
 
     def stop(self):
@@ -134,6 +140,7 @@ class Load:
             statuses = dict(self.statuses)
             errors = dict(self.errors)
             latencies = sorted(self.latencies)
+            failed_at = list(self.failed_at)
         ok = sum(count for status, count in statuses.items() if 200 <= status < 300)
         sent = sum(statuses.values()) + sum(errors.values())
         seconds = (self.ended or time.monotonic()) - self.started
@@ -144,7 +151,7 @@ class Load:
         return {
             "sent": sent, "ok_2xx": ok, "non_2xx": sent - ok - sum(errors.values()),
             "connection_errors": sum(errors.values()), "statuses": {str(k): v for k, v in sorted(statuses.items())},
-            "errors": errors, "first_error": self.first_error, "seconds": round(seconds, 2),
+            "errors": errors, "first_error": self.first_error, "failed_at": failed_at, "seconds": round(seconds, 2),
             "rate_achieved": round(sent / seconds, 1) if seconds else 0,
             "latency_ms": {"p50": percentile(0.50), "p99": percentile(0.99),
                            "max": round(latencies[-1] * 1000, 1) if latencies else None},

@@ -405,6 +405,51 @@ def test_retention_deletes_exactly_the_expired_here_and_off_site(tmp_path, serve
     assert len(result["local"]["deleted"]) == 58 and len(result["remote"]["deleted"]) == 60
 
 
+def test_pre_deploy_backups_survive_a_bad_deploy_a_deploy_its_rollback_and_a_backup_on_one_day(tmp_path, servers):
+    """The issue's sequence, as the job sees it: a failed deploy's backup (no record), a deploy's, its
+    rollback's (each recorded by deploy.yml in the deploy state), then a manual backup, all the same day.
+    The daily count alone keeps one backup a day; nothing pre-deploy goes, here or off-site."""
+    state_file = tmp_path / "deploy-state.json"
+    job = Job(tmp_path, servers, retention={"local": {"daily": 7, "weekly": 4, "monthly": 0},
+                                            "remote": {"daily": 30, "weekly": 12, "monthly": 24},
+                                            "predeploy_days": 7, "deploy_state_file": str(state_file)})
+    taken = {}
+    for step, label in (("bad deploy", "pre-deploy"), ("deploy", "pre-deploy"), ("rollback", "pre-rollback"),
+                        ("manual", "manual")):
+        rc, result = job("run", "--label", label)
+        assert rc == 0, result
+        taken[step] = {"name": result["name"], "sha256": result["sha256"]}
+        if step == "deploy":
+            state_file.write_text(json.dumps({"current": {"image": "app:2", "backup": taken[step]},
+                                              "previous": {"image": "app:1"}}))
+        if step == "rollback":
+            state_file.write_text(json.dumps({"current": {"image": "app:1", "backup": taken[step]},
+                                              "previous": {"image": "app:2", "backup": taken["deploy"]}}))
+        time.sleep(1.1)  # backup names have one-second resolution
+    names = sorted(t["name"] for t in taken.values())
+    assert sorted({f.split(".")[0] for f in job.files()}) == names
+    keys = {o["Key"].split("/")[-1].split(".")[0] for o in
+            servers["s3"].list_objects_v2(Bucket=BUCKET, Prefix=f"{job.prefix}/")["Contents"]}
+    assert sorted(keys) == names
+    rc, dry = job("retention", "--dry-run")
+    assert rc == 0 and dry["local"]["deleted"] == [] and dry["remote"]["deleted"] == []
+    why = dry["local"]["why"]
+    assert why[taken["rollback"]["name"]] == ["taken before the current deploy (app:1)"]
+    assert why[taken["deploy"]["name"]] == ["taken before the previous deploy (app:2)"]
+    assert why[taken["bad deploy"]["name"]] == ["pre-deploy backup younger than 7 days"]
+    assert dry["remote"]["why"][taken["deploy"]["name"]] == ["taken before the previous deploy (app:2)"]
+    # The control: without the record and the age rule the same counts keep the manual backup only.
+    state_file.unlink()
+    control = Job(tmp_path, servers, retention={"local": {"daily": 7, "weekly": 4, "monthly": 0},
+                                                "remote": {"daily": 30, "weekly": 12, "monthly": 24},
+                                                "predeploy_days": 0, "deploy_state_file": str(state_file)})
+    rc, dry = control("retention", "--dry-run")
+    assert rc == 0 and dry["local"]["deleted"] == sorted(names[:-1], reverse=True)
+    # A restore of a recorded backup refuses when the file under that name is another one.
+    rc, refused = job("restore", taken["deploy"]["name"], "--confirm", "--sha256", "0" * 64)
+    assert rc != 0 and refused["reason"] == "checksum" and "nothing restored" in refused["error"]
+
+
 def _timed(command):
     t0 = time.perf_counter()
     subprocess.run(["bash", "-o", "pipefail", "-c", command], check=True, capture_output=True)

@@ -20,14 +20,14 @@ def stamp(text):
     return dt.datetime.strptime(text, "%Y-%m-%d %H:%M").replace(tzinfo=UTC)
 
 
-def backups_at(*times, incomplete=()):
+def backups_at(*times, incomplete=(), labels=None):
     out = {}
     for text in times:
         name = fb.backup_name("freshtrack", stamp(text))
         parts = {"dump": name + ".dump.zst", "sha256": name + ".sha256", "manifest": name + ".manifest.json"}
         if text in incomplete:
             parts.pop("manifest")
-        out[name] = {"name": name, "time": stamp(text), **parts}
+        out[name] = {"name": name, "time": stamp(text), "label": (labels or {}).get(text, "scheduled"), **parts}
     return out
 
 
@@ -62,7 +62,7 @@ def test_grouping_by_backup_and_part():
 def test_daily_keeps_the_newest_of_each_day():
     backups = backups_at("2026-11-23 02:00", "2026-11-23 10:00", "2026-11-22 02:00", "2026-11-21 02:00",
                          "2026-11-20 02:00")
-    keep, delete = fb.retention_plan(backups, daily=2, weekly=0, monthly=0)
+    keep, delete, _ = fb.retention_plan(backups, daily=2, weekly=0, monthly=0)
     assert keep == names("2026-11-23 10:00", "2026-11-22 02:00")
     assert delete == names("2026-11-23 02:00", "2026-11-21 02:00", "2026-11-20 02:00")
 
@@ -70,7 +70,7 @@ def test_daily_keeps_the_newest_of_each_day():
 def test_weeks_and_months_reach_back():
     # 2026-11-23 is a Monday (ISO week 48); 2026-11-22 a Sunday (week 47).
     daily = [f"2026-{m:02d}-{d:02d} 02:00" for m, last in ((9, 30), (10, 31), (11, 23)) for d in range(1, last + 1)]
-    keep, delete = fb.retention_plan(backups_at(*daily), daily=3, weekly=3, monthly=3)
+    keep, delete, _ = fb.retention_plan(backups_at(*daily), daily=3, weekly=3, monthly=3)
     assert keep == names("2026-11-23 02:00", "2026-11-22 02:00", "2026-11-21 02:00", "2026-11-15 02:00",
                          "2026-10-31 02:00", "2026-09-30 02:00")
     assert len(keep) + len(delete) == len(daily)
@@ -78,7 +78,7 @@ def test_weeks_and_months_reach_back():
 
 def test_every_count_zero_still_keeps_the_newest_complete():
     backups = backups_at("2026-11-23 02:00", "2026-11-22 02:00", incomplete=("2026-11-23 02:00",))
-    keep, delete = fb.retention_plan(backups, daily=0, weekly=0, monthly=0)
+    keep, delete, _ = fb.retention_plan(backups, daily=0, weekly=0, monthly=0)
     # The incomplete newer one stays too (an upload may still be under way); nothing older does.
     assert keep == names("2026-11-23 02:00", "2026-11-22 02:00")
     assert delete == []
@@ -87,7 +87,7 @@ def test_every_count_zero_still_keeps_the_newest_complete():
 def test_newest_good_survives_when_newer_ones_are_incomplete():
     backups = backups_at("2026-11-23 02:00", "2026-11-22 02:00", "2026-11-21 02:00",
                          incomplete=("2026-11-23 02:00", "2026-11-22 02:00"))
-    keep, delete = fb.retention_plan(backups, daily=1, weekly=0, monthly=0)
+    keep, delete, _ = fb.retention_plan(backups, daily=1, weekly=0, monthly=0)
     assert names("2026-11-21 02:00")[0] in keep
     assert delete == []
 
@@ -103,7 +103,68 @@ def test_incomplete_older_than_the_newest_good_is_retained_by_the_rules():
 
 
 def test_empty():
-    assert fb.retention_plan({}, daily=7, weekly=4, monthly=12) == ([], [])
+    assert fb.retention_plan({}, daily=7, weekly=4, monthly=12) == ([], [], {})
+
+
+# ---- Pre-deploy backups a rollback may need (issue: deploy + rollback on one day) ------------------------
+
+def state_of(current, previous):
+    """A deploy record as deploy.yml writes it: the backup taken before each of the two deploys."""
+    return {"current": {"image": "app:2", "backup": {"name": names(current)[0], "sha256": "a" * 64}},
+            "previous": {"image": "app:1", "backup": {"name": names(previous)[0], "sha256": "b" * 64} if previous else None}}
+
+
+def plan_with_deploys(backups, state, now, days=7, **counts):
+    protected = fb.deploy_protected(backups, state, days, stamp(now))
+    return fb.retention_plan(backups, **{"daily": 7, "weekly": 4, "monthly": 0, **counts}, protected=protected)
+
+
+def test_deploys_on_the_same_day_keep_every_pre_deploy_backup():
+    # A failed deploy, a good one, its rollback, then a manual backup: all on 2026-11-30.
+    labels = {"2026-11-30 10:00": "pre-deploy", "2026-11-30 10:05": "pre-deploy", "2026-11-30 10:10": "pre-rollback",
+              "2026-11-30 10:15": "manual"}
+    backups = backups_at("2026-11-30 02:00", *labels, labels=labels)
+    keep, delete, why = plan_with_deploys(backups, state_of("2026-11-30 10:10", "2026-11-30 10:05"), "2026-11-30 10:16")
+    # Without the rule the daily count keeps only the manual one.
+    assert fb.retention_plan(backups, daily=7, weekly=4, monthly=0)[0] == names("2026-11-30 10:15")
+    assert keep == names("2026-11-30 10:15", "2026-11-30 10:10", "2026-11-30 10:05", "2026-11-30 10:00")
+    assert delete == names("2026-11-30 02:00")
+    assert why[names("2026-11-30 10:10")[0]] == ["taken before the current deploy (app:2)"]
+    assert why[names("2026-11-30 10:05")[0]] == ["taken before the previous deploy (app:1)"]
+    assert why[names("2026-11-30 10:00")[0]] == ["pre-deploy backup younger than 7 days"]
+    assert why[names("2026-11-30 10:15")[0]][0].startswith("newest of its day")
+
+
+def test_deploys_on_consecutive_days():
+    labels = {"2026-11-28 09:00": "pre-deploy", "2026-11-29 09:00": "pre-deploy", "2026-11-30 09:00": "pre-rollback"}
+    backups = backups_at("2026-11-28 02:00", "2026-11-29 02:00", "2026-11-30 02:00", *labels, labels=labels)
+    keep, delete, _ = plan_with_deploys(backups, state_of("2026-11-30 09:00", "2026-11-29 09:00"), "2026-11-30 12:00",
+                                        daily=1, weekly=0)
+    assert set(names(*labels)) <= set(keep)
+    assert delete == names("2026-11-30 02:00", "2026-11-29 02:00", "2026-11-28 02:00")
+
+
+def test_older_than_the_age_limit_only_the_recorded_ones_stay():
+    labels = {"2026-10-01 09:00": "pre-deploy", "2026-10-02 09:00": "pre-deploy", "2026-10-03 09:00": "pre-deploy",
+              "2026-11-29 09:00": "pre-deploy"}
+    backups = backups_at("2026-11-30 02:00", *labels, labels=labels)
+    keep, delete, why = plan_with_deploys(backups, state_of("2026-10-03 09:00", "2026-10-01 09:00"), "2026-11-30 12:00",
+                                          daily=1, weekly=0)
+    # 10-02 is a pre-deploy backup older than 7 days and neither deploy recorded it: the counts decide (gone).
+    assert keep == names("2026-11-30 02:00", "2026-11-29 09:00", "2026-10-03 09:00", "2026-10-01 09:00")
+    assert delete == names("2026-10-02 09:00")
+    assert why[names("2026-10-01 09:00")[0]] == ["taken before the previous deploy (app:1)"]
+
+
+def test_age_limit_zero_and_no_deploy_record_leave_the_counts_alone():
+    labels = {"2026-11-30 09:00": "pre-deploy"}
+    backups = backups_at("2026-11-30 02:00", "2026-11-30 10:00", *labels, labels=labels)
+    assert plan_with_deploys(backups, {}, "2026-11-30 12:00", days=0)[1] == names("2026-11-30 09:00", "2026-11-30 02:00")
+
+
+def test_a_recorded_backup_that_is_gone_protects_nothing():
+    backups = backups_at("2026-11-30 02:00")
+    assert fb.deploy_protected(backups, state_of("2026-11-01 09:00", None), 7, stamp("2026-11-30 12:00")) == {}
 
 
 def test_compare_manifest_names_each_difference():
@@ -155,7 +216,7 @@ def test_the_command_line_dispatches_to_each_commands_module(tmp_path):
         "s3": {"enabled": False}, "encryption": {"mode": "none"}, "compression": {}, "verify": {},
         "lock_file": str(tmp_path / "lock"), "state_file": str(tmp_path / "state.json"), "min_free_bytes": 0}))
     for command, expected in ((["list"], {"ok": True, "backups": []}),
-                              (["retention", "--dry-run"], {"ok": True, "local": {"kept": 0, "deleted": []}})):
+                              (["retention", "--dry-run"], {"ok": True, "local": {"kept": 0, "deleted": [], "why": {}}})):
         result = subprocess.run([sys.executable, "-B", str(script), "--config", str(config), "--json", *command],
                                 capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stdout + result.stderr

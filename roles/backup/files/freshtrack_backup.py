@@ -4,11 +4,13 @@
   freshtrack-backup run [--label L]      dump, checksum, (encrypt), upload, retention, metrics
   freshtrack-backup verify [NAME]        restore the newest (or NAME) into a throwaway container and
                                          compare row counts and the readings checksum with its manifest
-  freshtrack-backup restore NAME|latest --confirm
+  freshtrack-backup restore NAME|latest --confirm [--sha256 HASH]
                                          restore into a new database, compare, then swap it in; the
                                          replaced database stays as <db>_before_restore_<time>
   freshtrack-backup list [--json]        local and off-site backups
-  freshtrack-backup retention --dry-run  what retention would delete
+  freshtrack-backup retention --dry-run  what retention would delete, and why each kept backup is kept
+                                         (counts, newest complete, before the current/previous deploy,
+                                         pre-deploy younger than retention.predeploy_days)
 
 One backup is three files: <name>.dump.zst[.age|.gpg], <name>.sha256 and <name>.manifest.json (row
 counts and a checksum over recent readings, taken in the dump's own snapshot). Files are written
@@ -51,6 +53,7 @@ def main(argv=None):
     restore_args = sub.add_parser("restore")
     restore_args.add_argument("name")
     restore_args.add_argument("--confirm", action="store_true")
+    restore_args.add_argument("--sha256", default="", help="refuse unless the backup's sha256 is this one")
     sub.add_parser("list")
     sub.add_parser("retention").add_argument("--dry-run", action="store_true")
     args = parser.parse_args(argv)
@@ -64,7 +67,7 @@ def main(argv=None):
             if not args.confirm:
                 raise BackupError("restore replaces the live database: add --confirm", "usage")
             with job.lock():
-                result = restore.restore(job, args.name)
+                result = restore.restore(job, args.name, args.sha256)
         elif args.command == "list":
             result = {"ok": True, "backups": listing.listing(job)}
             if not args.json:

@@ -13,7 +13,8 @@ SIGTERM ends it after the current round.
 
 Configuration (environment): PORT (3000), DB_HOST, DB_PORT, DB_NAME, DB_USER,
 DB_PASSWORD_FILE, REDIS_HOST, REDIS_PORT, REDIS_PASSWORD_FILE, APP_VERSION, and for fault tests
-FAIL_HEALTH=1 (a broken version: health 503 and every reading refused with 500), CRASH_ON_START=1
+FAIL_HEALTH=1 (a broken version: health 503 and every reading refused with 500), SCHEMA_CHANGE=1 (migrate
+also adds a column and rewrites the readings table, as v2 does), CRASH_ON_START=1
 (exits 1 at once) and a `delay_ms` query parameter on POST /api/readings.
 """
 from __future__ import annotations
@@ -253,6 +254,11 @@ def main() -> None:
             cur.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version text PRIMARY KEY,"
                         " applied_at timestamptz NOT NULL DEFAULT now())")
             cur.execute("INSERT INTO schema_migrations (version) VALUES (%s) ON CONFLICT DO NOTHING", (VERSION,))
+            if os.environ.get("SCHEMA_CHANGE") == "1":
+                # A migration a rollback cannot undo by itself: a new column, and every row rewritten
+                # (temperatures as numeric(6,2)); the previous version still writes to the table.
+                cur.execute("ALTER TABLE sensor_readings ADD COLUMN IF NOT EXISTS unit text NOT NULL DEFAULT 'C'")
+                cur.execute("ALTER TABLE sensor_readings ALTER COLUMN temperature TYPE numeric(6,2)")
         print(json.dumps({"msg": "migrated", "version": VERSION}), flush=True)
         return None
     ensure_schema()

@@ -61,18 +61,46 @@ def is_complete(backup):
     return all(backup.get(part) for part in ("dump", "sha256", "manifest"))
 
 
-def retention_plan(backups, daily, weekly, monthly):
-    """(keep, delete): names of backups to keep and to delete, newest first.
+def is_predeploy(label):
+    """Backups deploy.yml takes before it changes anything (pre-deploy, pre-rollback)."""
+    return str(label or "").startswith("pre-")
+
+
+def deploy_protected(backups, deploy_state, max_age_days, now):
+    """{name: reason} of the backups a rollback may still need, which no count deletes.
+
+    The backups taken before the current and the previous deploy (recorded in the deploy state),
+    and every pre-deploy backup younger than `max_age_days` (a failed deploy records nothing, a
+    deploy and its rollback may fall on one day). `backups` carry their manifest's 'label'.
+    """
+    protected = {}
+    for which in ("current", "previous"):
+        entry = (deploy_state or {}).get(which) or {}
+        recorded = (entry.get("backup") or {}).get("name")
+        if recorded in backups:
+            protected[recorded] = f"taken before the {which} deploy ({entry.get('image', '?')})"
+    limit = now - dt.timedelta(days=max_age_days)
+    for name, backup in backups.items():
+        if name not in protected and is_predeploy(backup.get("label")) and backup["time"] > limit:
+            protected[name] = f"{backup['label']} backup younger than {max_age_days:g} days"
+    return protected
+
+
+def retention_plan(backups, daily, weekly, monthly, protected=None):
+    """(keep, delete, why): names of backups to keep and to delete, newest first, and for each kept
+    one the reasons it is kept.
 
     Kept: the newest backup of each of the `daily` newest days that have one, of the `weekly`
-    newest ISO weeks and of the `monthly` newest months, and always the newest complete backup.
-    Incomplete sets (a dump without manifest, say from an interrupted upload) are left alone unless
-    a newer complete backup exists, so a failing job never deletes the last thing it has.
+    newest ISO weeks and of the `monthly` newest months, always the newest complete backup, and
+    whatever `protected` names ({name: reason}, see deploy_protected). Incomplete sets (a dump
+    without manifest, say from an interrupted upload) are left alone unless a newer complete backup
+    exists, so a failing job never deletes the last thing it has.
     """
     ordered = sorted(backups.values(), key=lambda b: b["time"], reverse=True)
-    keep = set()
-    for count, period in ((daily, lambda t: t.date()), (weekly, lambda t: t.isocalendar()[:2]),
-                          (monthly, lambda t: (t.year, t.month))):
+    why = {}
+    for count, period, label in ((daily, lambda t: t.date(), "daily"),
+                                 (weekly, lambda t: t.isocalendar()[:2], "weekly"),
+                                 (monthly, lambda t: (t.year, t.month), "monthly")):
         seen = []
         for backup in ordered:
             key = period(backup["time"])
@@ -81,16 +109,23 @@ def retention_plan(backups, daily, weekly, monthly):
             if len(seen) >= count:
                 break
             seen.append(key)
-            keep.add(backup["name"])
+            why.setdefault(backup["name"], []).append(f"newest of its {label[:-2] if label != 'daily' else 'day'}"
+                                                      f" ({label} {len(seen)} of {count})")
     complete = [b for b in ordered if is_complete(b)]
     if complete:
-        keep.add(complete[0]["name"])
+        why.setdefault(complete[0]["name"], []).append("the newest complete backup")
         newest_good = complete[0]["time"]
-        keep.update(b["name"] for b in ordered if not is_complete(b) and b["time"] > newest_good)
+        for b in ordered:
+            if not is_complete(b) and b["time"] > newest_good:
+                why.setdefault(b["name"], []).append("incomplete, newer than the newest complete one")
     else:
-        keep.update(b["name"] for b in ordered)
+        for b in ordered:
+            why.setdefault(b["name"], []).append("no complete backup yet")
+    for name, reason in (protected or {}).items():
+        if name in backups:
+            why.setdefault(name, []).append(reason)
     names = [b["name"] for b in ordered]
-    return [n for n in names if n in keep], [n for n in names if n not in keep]
+    return [n for n in names if n in why], [n for n in names if n not in why], why
 
 
 def compare_manifest(expected, actual):
@@ -408,6 +443,9 @@ class OffSite:
             if not page.get("IsTruncated"):
                 return names
             token = page["NextContinuationToken"]
+
+    def read(self, filename):
+        return self.client.get_object(Bucket=self.bucket, Key=self.key(filename))["Body"].read().decode()
 
     def download(self, filename, path):
         self.client.download_file(self.bucket, self.key(filename), path)

@@ -10,10 +10,13 @@ import time
 from .core import BackupError, Postgres, compare_manifest, log
 
 
-def restore(job, name):
+def restore(job, name, expected_sha256=""):
     started = time.time()
     result = {"phases": {}}
     manifest, dump_path = job.resolve(name)
+    if expected_sha256 and manifest["sha256"] != expected_sha256:
+        raise BackupError(f"{manifest['name']} has sha256 {manifest['sha256']}, not the recorded {expected_sha256}: "
+                          "another backup under that name; nothing restored", "checksum")
     result.update(name=manifest["name"], created=manifest["created"])
     t0 = job.phase(result, "fetch_check", started)
     src = job.cfg["source"]
