@@ -160,7 +160,8 @@ def test_run_puts_a_complete_private_backup_off_site_with_the_same_sha256(tmp_pa
     assert f"freshtrack_backup_size_bytes {result['bytes']}\n" in metrics
     # The listing sees it in both places.
     rc, listing = job("list")
-    assert listing["backups"] == [{"name": name, "time": manifest["created"], "local": True, "offsite": True}]
+    assert listing["backups"] == [{"name": name, "time": manifest["created"], "local": True, "offsite": True,
+                                   "sha256": result["sha256"]}]
 
 
 def test_counts_are_taken_in_the_dumps_snapshot_even_under_writes(tmp_path, servers):
