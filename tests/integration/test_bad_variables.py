@@ -67,6 +67,7 @@ STACK_CASES = [
     # Backups.
     ("backup_schedule", "every night", "backup_schedule is not a systemd calendar expression"),
     ("backup_retention_local", {"daily": -1, "weekly": 4, "monthly": 0}, "backup_retention_local: daily, weekly and monthly are counts >= 0"),
+    ("backup_retention_predeploy_days", -1, "backup_retention_predeploy_days: an age in days >= 0"),
     ("backup_encryption", "age", "backup_encryption_recipient must be an age public key"),
     ("backup_s3_access_key_id", "AKIAEXAMPLE", "backup_s3_access_key_id and backup_s3_secret_access_key go together"),
     ("observability_grafana_image", "grafana/grafana:latest", "observability_*_image: pin a version"),
