@@ -6,8 +6,11 @@ set -euo pipefail
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 CACHE_DIR="${FRESHTRACK_CACHE_DIR:-$REPO_ROOT/.cache}"
+# Kept across the checkouts of this machine, so a fresh clone starts with them: the controller venv
+# (one per requirements hash) and the test images' archives (rewritten when an image's recipe changes).
+SHARED_CACHE_DIR="${FRESHTRACK_SHARED_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/freshtrack-deploy}"
 VENV_DIR="${FRESHTRACK_VENV:-$REPO_ROOT/.venv}"
-mkdir -p "$CACHE_DIR"
+mkdir -p "$CACHE_DIR" "$SHARED_CACHE_DIR"
 
 log()  { printf '\033[1;34m==> %s\033[0m\n' "$*" >&2; }
 warn() { printf '\033[1;33m!!  %s\033[0m\n' "$*" >&2; }
@@ -74,10 +77,19 @@ find_python() {
   return 1
 }
 
-# The controller virtualenv, rebuilt only when a requirements file changes.
+# The controller virtualenv, rebuilt only when a requirements file changes. Unless FRESHTRACK_VENV
+# names one (or the checkout has a .venv directory of its own), it is the machine's shared venv for
+# these requirements and .venv links to it.
 ensure_venv() {
-  local stamp want python
+  local stamp want python lock
   want=$(cat "$REPO_ROOT/requirements.txt" "$REPO_ROOT/tests/requirements.txt" | sha256sum | cut -c1-16)
+  if [ -z "${FRESHTRACK_VENV:-}" ] && { [ -L "$REPO_ROOT/.venv" ] || [ ! -e "$REPO_ROOT/.venv" ]; }; then
+    VENV_DIR="$SHARED_CACHE_DIR/venv-$want"
+    ln -sfn "$VENV_DIR" "$REPO_ROOT/.venv"
+  fi
+  # Two checkouts setting up the same venv at once: the second waits for the first.
+  exec {lock}>"$SHARED_CACHE_DIR/venv.lock"
+  flock "$lock"
   stamp="$VENV_DIR/.freshtrack-requirements"
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     log "Python venv $VENV_DIR is current"
@@ -90,6 +102,7 @@ Debian 13: apt-get install python3-venv, Ubuntu 24.04: apt-get install python3.1
     "$VENV_DIR/bin/pip" install -q -r "$REPO_ROOT/tests/requirements.txt"
     echo "$want" > "$stamp"
   fi
+  exec {lock}>&-
   export PATH="$VENV_DIR/bin:$PATH"
   export ANSIBLE_CONFIG="$REPO_ROOT/ansible.cfg"
 }

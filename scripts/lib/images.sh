@@ -197,8 +197,8 @@ build_images() {
 }
 
 # `docker save` archives of test images for hosts that cannot pull them (the images role loads
-# them): .cache/images/<name>.tar, rewritten only when the image's recipe hash changed.
-ARCHIVES_DIR="$CACHE_DIR/images"
+# them): <shared cache>/images/<name>.tar, rewritten only when the image's recipe hash changed.
+ARCHIVES_DIR="$SHARED_CACHE_DIR/images"
 export FRESHTRACK_IMAGE_ARCHIVES="$ARCHIVES_DIR"
 save_image_archives() {
   local name hash

@@ -15,8 +15,9 @@ ensure_local_key() {
 
 ensure_local_host() {
   if [ "$(docker inspect -f '{{.State.Running}}' "$LOCAL_HOST_NAME" 2>/dev/null)" = "true" ]; then
-    docker exec "$LOCAL_HOST_NAME" test -d "$LOCAL_ARCHIVES_MOUNT" ||
-      die "$LOCAL_HOST_NAME was created without the image archives mounted at $LOCAL_ARCHIVES_MOUNT: scripts/deploy-local --fresh"
+    [ "$(docker inspect -f "{{range .Mounts}}{{if eq .Destination \"$LOCAL_ARCHIVES_MOUNT\"}}{{.Source}}{{end}}{{end}}" \
+         "$LOCAL_HOST_NAME")" = "$ARCHIVES_DIR" ] ||
+      die "$LOCAL_HOST_NAME was created without $ARCHIVES_DIR (the image archives) mounted at $LOCAL_ARCHIVES_MOUNT: scripts/deploy-local --fresh"
     log "local host $LOCAL_HOST_NAME is running"
     return 0
   fi

@@ -60,6 +60,7 @@ STACK_CASES = [
     ("freshtrack_target", "kubernetes", "value of freshtrack_target must be one of: selfhosted, digitalocean, aws"),
     ("freshtrack_target", "digitalocean", "stack_database.host: the digitalocean target needs the managed PostgreSQL endpoint"),
     ("stack_backend_replicas", 0, "stack_backend_replicas: 1-20"),
+    ("stack_healthcheck_interval", 0, "stack_healthcheck_interval: 1-60 seconds; got 0"),
     ("stack_backend_healthcheck", ["CMD", "curl", "-f", "http://localhost:3000/health"], "stack_backend_healthcheck: a list starting with CMD"),
     ("stack_app_env", {"STRIPE_SECRET_KEY": "sk_live_x"}, "stack_app_env: ['STRIPE_SECRET_KEY'] look like secrets"),
     ("images_archives", {"freshtrack-test/x:1": "/nonexistent/x.tar"}, "images_archives: no such archive on the controller"),
