@@ -151,3 +151,26 @@ def test_tasks_touching_secrets_set_no_log(role):
                 w for w in (m.group(0) for m in SECRET.finditer(text)) if NOT_SECRET.match(w)}
             if words:
                 assert task.get("no_log") is True, f"{path.relative_to(ROOT)}: '{task.get('name')}' ({words})"
+
+
+def test_every_role_that_installs_packages_adds_them_to_the_sites_apt_transaction():
+    """playbooks/packages.yml installs every role's packages in one transaction: a role whose tasks
+    install Debian packages has a `site_packages` entry point, is listed for it, and adds there the
+    very list its own install task uses (so the role alone and the site install the same)."""
+    listed = load(ROOT / "roles" / "freshtrack" / "vars" / "main.yml")["_freshtrack_site_package_roles"]
+    installing = {}
+    for role in ROLES:
+        for path in sorted((role / "tasks").glob("*.yml")):
+            if path.name == "site_packages.yml":
+                continue
+            for task in iter_tasks(load(path) if isinstance(load(path), list) else []):
+                apt = task.get("ansible.builtin.apt")
+                if isinstance(apt, dict) and apt.get("name") and apt.get("state", "present") == "present":
+                    installing.setdefault(role.name, []).append(apt["name"])
+    assert sorted(listed) == sorted(installing), "roles with an apt install vs _freshtrack_site_package_roles"
+    for name, lists in installing.items():
+        site = (ROOT / "roles" / name / "tasks" / "site_packages.yml").read_text()
+        for expression in lists:
+            variable = re.fullmatch(r"\{\{\s*(\w+)\s*\}\}", expression.strip())
+            assert variable, f"{name}: install the role's package list variable, not {expression!r}"
+            assert variable.group(1) in site, f"{name}: site_packages.yml does not add {variable.group(1)}"
