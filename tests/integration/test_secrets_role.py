@@ -73,6 +73,14 @@ SUPPLIED = {"secrets_supplied": {"stack_auth_secret_key": "sk-test-123456", "str
             "secrets_file_owners": {}}
 
 
+def test_dry_run_on_a_fresh_host_writes_nothing(host):
+    name, _ = host
+    result = converge(host, SUPPLIED, "--check", "--diff")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "[WARNING]" not in result.stdout + result.stderr
+    assert sh("docker", "exec", name, "test", "-e", DIR, check=False).returncode == 1
+
+
 def test_generates_once_with_modes_alphabets_and_no_output(host):
     name, _ = host
     first = converge(host, SUPPLIED, "-vvv")
@@ -109,6 +117,20 @@ def test_only_a_deleted_secret_is_regenerated(host):
     assert after["jwt_secret"] != before["jwt_secret"]
     assert {k: v for k, v in after.items() if k != "jwt_secret"} == {
         k: v for k, v in before.items() if k != "jwt_secret"}
+
+
+def test_an_owner_or_mode_changed_by_hand_is_put_back(host):
+    name, _ = host
+    before = read_secrets(host)
+    sh("docker", "exec", name, "sh", "-c", f"chmod 0644 {DIR}/redis_password && chown 1000:1000 {DIR}/jwt_secret")
+    dry = converge(host, SUPPLIED, "--check")
+    assert "changed=1" in recap(dry), dry.stdout[-3000:]
+    assert sh("docker", "exec", name, "stat", "-c", "%a", f"{DIR}/redis_password").stdout.strip() == "644"
+    result = converge(host, SUPPLIED)
+    assert "changed=1" in recap(result), result.stdout[-3000:]
+    modes = sh("docker", "exec", name, "stat", "-c", "%a %u:%g", f"{DIR}/redis_password", f"{DIR}/jwt_secret")
+    assert modes.stdout.split("\n")[:2] == ["600 0:0", "600 0:0"]
+    assert read_secrets(host) == before
 
 
 def test_supplied_secret_follows_vault(host):
