@@ -14,4 +14,3 @@ def pytest_configure(config):
     # scripts/test runs the integration tests on two workers, then the ones marked `alone` by
     # themselves: timings compared side by side must not share the cores with another test.
     config.addinivalue_line("markers", "alone: a timing measurement; run without other tests beside it")
-

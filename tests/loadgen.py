@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Steady POST /api/readings load for the rolling restart tests (standard library only).
 
 Requests go out on a fixed schedule (rate per second) from a pool of threads, each on its own
@@ -95,7 +94,7 @@ class Load:
 
     def start(self):
         self.started = time.monotonic()
-        self.workers = [threading.Thread(target=self._work, daemon=True) for _ in range(self.threads)]
+        self.workers = [threading.Thread(target=self._work, daemon=True) for _index in range(self.threads)]
         for worker in self.workers:
             worker.start()
         return self
@@ -159,7 +158,7 @@ class Load:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--url", required=True)
     parser.add_argument("--rate", type=float, default=60)
     parser.add_argument("--threads", type=int, default=16)

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Test helper: talk to the S3 test endpoint with boto3 (Debian's python3-boto3 on a Molecule host).
 
   s3_tool.py --endpoint URL bucket-create NAME

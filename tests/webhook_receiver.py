@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """A webhook receiver for tests: every POST body (JSON) is appended to --out as one line,
 {"path": ..., "received": <unix time>, "body": ...}, and answered 200. It stops by itself after
 --seconds. Standard library only (it runs in containers without pip)."""

@@ -14,6 +14,8 @@ description:
     same secret. PostgreSQL and PgBouncer then hold identical secrets, which PgBouncer needs to log
     in to PostgreSQL on a client's behalf, and re-runs render identical files.
   - Use it with C(no_log) on the task; the secret is as sensitive as a password hash.
+author:
+  - FreshTrack Pro operations (@freshtrack)
 options:
   _input:
     description: The password.

@@ -98,7 +98,7 @@ def hostname_matches(name: str | None, sans: list[str], common_name: str | None 
                 continue
             continue
         if candidate.startswith("*."):
-            head, _, rest = name.partition(".")
+            head, _dot, rest = name.partition(".")
             if head and rest == candidate[2:] and "*" not in rest:
                 return True
         elif candidate == name:

@@ -58,6 +58,7 @@ class RolloutOptions:
     def default(cls, name: str):
         return {field.name: field.default for field in dataclasses.fields(cls)}[name]
 
+
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s|us|ns)")
 _DURATION_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
 

@@ -20,7 +20,8 @@ description:
     C(not_yet_valid), C(unreachable), C(expired).
   - Optionally writes the results as a Prometheus textfile (atomically) for node-exporter's textfile
     collector.
-author: FreshTrack Pro operations
+author:
+  - FreshTrack Pro operations (@freshtrack)
 requirements:
   - cryptography (python3-cryptography) on the host that runs the module
 options:
@@ -84,12 +85,16 @@ options:
   prometheus_textfile:
     description: Write the results in the Prometheus text format to this file (atomic replace).
     type: path
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
-    description: Nothing on the host changes except the optional textfile, which check mode does not write.
+    details: Nothing on the host changes except the optional textfile, which check mode does not write.
   diff_mode:
     support: none
+  platform:
+    platforms: posix
 notes:
   - The served chain is read with C(get_unverified_chain) (Python 3.10 and later); older Pythons report
     the leaf only.
@@ -121,46 +126,133 @@ results:
   type: list
   elements: dict
   contains:
-    target: {description: "host:port (with the SNI name when it differs) or the file's path.", type: str}
-    kind: {description: endpoint or file., type: str}
-    status: {description: The status (see the description)., type: str}
-    reason: {description: Why, in words., type: str}
+    target:
+      description: "C(host:port) (with the SNI name when it differs) or the file's path."
+      returned: always
+      type: str
+      sample: "app.freshtrackpro.com:443"
+    kind:
+      description: Where the certificate came from.
+      returned: always
+      type: str
+      choices: [endpoint, file]
+    status:
+      description: The target's status (see the description), worst last.
+      returned: always
+      type: str
+      choices: [ok, renewal_overdue, warning, critical, invalid, not_yet_valid, unreachable, expired]
+    reason:
+      description: Why, in words.
+      returned: always
+      type: str
     certificate:
-      description: The leaf certificate; null when unreachable.
+      description: The leaf certificate; null when the target is unreachable.
+      returned: always
       type: dict
       contains:
-        subject: {description: Subject (RFC 4514)., type: str}
-        common_name: {description: Subject common name., type: str}
-        sans: {description: DNS names and IP addresses., type: list}
-        issuer: {description: Issuer (RFC 4514)., type: str}
-        serial: {description: Serial number (hexadecimal)., type: str}
-        not_before: {description: Start of validity (UTC, ISO 8601)., type: str}
-        not_after: {description: End of validity (UTC, ISO 8601)., type: str}
-        seconds_remaining: {description: Seconds until not_after (negative when expired)., type: int}
-        days_remaining: {description: Days until not_after., type: float}
-        lifetime_days: {description: not_after - not_before in days., type: float}
-        lifetime_fraction_remaining: {description: Share of the lifetime left (0-1)., type: float}
-        key_type: {description: RSA, ECDSA, Ed25519 ..., type: str}
-        key_size: {description: Key size in bits., type: int}
-        signature_algorithm: {description: Signature algorithm., type: str}
-        self_signed: {description: Issuer equals subject., type: bool}
-    chain: {description: "Served (or stored) chain, leaf first: subject, issuer, not_after.", type: list}
-    chain_earliest_not_after: {description: Earliest expiry in the chain., type: str}
-    chain_verified: {description: The chain verifies against the CA store (endpoints only)., type: bool}
-    verify_error: {description: Why it does not., type: str}
-    hostname_match: {description: The name is in the certificate (endpoints only)., type: bool}
-    error: {description: Connection or parse error of an unreachable target., type: str}
-    elapsed_seconds: {description: Time this target took., type: float}
+        subject:
+          description: Subject (RFC 4514).
+          returned: success
+          type: str
+        common_name:
+          description: Subject common name.
+          returned: success
+          type: str
+        sans:
+          description: DNS names and IP addresses.
+          returned: success
+          type: list
+          elements: str
+        issuer:
+          description: Issuer (RFC 4514).
+          returned: success
+          type: str
+        serial:
+          description: Serial number (hexadecimal).
+          returned: success
+          type: str
+        not_before:
+          description: "Start of validity (UTC, ISO 8601)."
+          returned: success
+          type: str
+          sample: "2026-11-01T00:00:00Z"
+        not_after:
+          description: "End of validity (UTC, ISO 8601)."
+          returned: success
+          type: str
+          sample: "2027-01-30T00:00:00Z"
+        seconds_remaining:
+          description: Seconds until C(not_after) (negative when expired).
+          returned: success
+          type: int
+        days_remaining:
+          description: Days until C(not_after).
+          returned: success
+          type: float
+        lifetime_days:
+          description: C(not_after) minus C(not_before), in days.
+          returned: success
+          type: float
+        lifetime_fraction_remaining:
+          description: Share of the lifetime left, 0 to 1.
+          returned: success
+          type: float
+        key_type:
+          description: "Key algorithm: C(RSA), C(ECDSA), C(Ed25519), C(Ed448), C(DSA), or the key class name of another."
+          returned: success
+          type: str
+        key_size:
+          description: Key size in bits.
+          returned: success
+          type: int
+        signature_algorithm:
+          description: Signature algorithm.
+          returned: success
+          type: str
+        self_signed:
+          description: The issuer equals the subject.
+          returned: success
+          type: bool
+    chain:
+      description: "The served (or stored) chain, leaf first: subject, issuer and C(not_after) of each."
+      returned: always
+      type: list
+      elements: dict
+    chain_earliest_not_after:
+      description: The earliest expiry in the chain.
+      returned: when a certificate was read
+      type: str
+    chain_verified:
+      description: The chain verifies against the CA store (endpoints only).
+      returned: endpoints
+      type: bool
+    verify_error:
+      description: Why the chain does not verify.
+      returned: when the chain does not verify
+      type: str
+    hostname_match:
+      description: The name is in the certificate (endpoints only).
+      returned: endpoints
+      type: bool
+    error:
+      description: The connection or parse error of an unreachable target.
+      returned: when unreachable
+      type: str
+    elapsed_seconds:
+      description: The time this target took.
+      returned: always
+      type: float
 summary:
-  description: Number of targets per status.
+  description: The number of targets per status.
   returned: always
   type: dict
+  sample: {ok: 3, warning: 1}
 worst_status:
   description: The most severe status of all targets.
   returned: always
   type: str
 elapsed_seconds:
-  description: Wall time of all checks.
+  description: The wall time of all checks.
   returned: always
   type: float
 """

@@ -30,7 +30,8 @@ description:
   - Containers are created by the compose CLI (so they are exactly what C(docker compose up) would
     create, labels included) and inspected, started, stopped and removed through the Docker SDK for
     Python.
-author: FreshTrack Pro operations
+author:
+  - FreshTrack Pro operations (@freshtrack)
 requirements:
   - Docker SDK for Python (python3-docker) on the host that runs the module
   - the docker compose v2 CLI plugin
@@ -145,11 +146,17 @@ options:
     description: Lines of a failed container's log in the failure message.
     type: int
     default: 20
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
+    details: Reports the plan (which services would roll, from which image to which) and changes nothing.
   diff_mode:
     support: full
+    details: The old and new image of each service.
+  platform:
+    platforms: posix
 notes:
   - Old containers are removed without their anonymous volumes; named volumes are never touched.
   - Secrets or configs whose file content changed do not change the compose configuration hash;

@@ -12,6 +12,8 @@ description:
     names a version, so the same reference always means the same software.
   - False for a reference without a tag or digest (which means C(latest)), for C(:latest), and for
     references Docker would refuse.
+author:
+  - FreshTrack Pro operations (@freshtrack)
 options:
   _input:
     description: An image reference, for example C(postgres:15.15-bookworm).

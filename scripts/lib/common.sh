@@ -77,34 +77,44 @@ find_python() {
   return 1
 }
 
-# The controller virtualenv, rebuilt only when a requirements file changes. Unless FRESHTRACK_VENV
-# names one (or the checkout has a .venv directory of its own), it is the machine's shared venv for
-# these requirements and .venv links to it.
+# A virtualenv installed from a requirements file, (re)built only when the hash of what it installs
+# changes: make_venv DIR HASH REQUIREMENTS_FILE.
+make_venv() {
+  local dir=$1 want=$2 requirements=$3 stamp python lock
+  # Two checkouts setting up the same venv at once: the second waits for the first.
+  exec {lock}>"$SHARED_CACHE_DIR/venv.lock"
+  flock "$lock"
+  stamp="$dir/.freshtrack-requirements"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    log "Python venv $dir is current"
+  else
+    python=$(find_python) || die "No Python >= 3.12 found. Install one (Debian 12: 'pyenv install 3.12', \
+Debian 13: apt-get install python3-venv, Ubuntu 24.04: apt-get install python3.12-venv) and re-run."
+    log "Creating venv $dir with $python ($("$python" --version))"
+    "$python" -m venv --clear "$dir"
+    "$dir/bin/pip" install -q --upgrade pip
+    "$dir/bin/pip" install -q -r "$requirements"
+    echo "$want" > "$stamp"
+  fi
+  exec {lock}>&-
+}
+
+# The controller virtualenv. Unless FRESHTRACK_VENV names one (or the checkout has a .venv
+# directory of its own), it is the machine's shared venv for these requirements and .venv links to it.
 ensure_venv() {
-  local stamp want python lock
+  local want
   want=$(cat "$REPO_ROOT/requirements.txt" "$REPO_ROOT/tests/requirements.txt" | sha256sum | cut -c1-16)
   if [ -z "${FRESHTRACK_VENV:-}" ] && { [ -L "$REPO_ROOT/.venv" ] || [ ! -e "$REPO_ROOT/.venv" ]; }; then
     VENV_DIR="$SHARED_CACHE_DIR/venv-$want"
     ln -sfn "$VENV_DIR" "$REPO_ROOT/.venv"
   fi
-  # Two checkouts setting up the same venv at once: the second waits for the first.
-  exec {lock}>"$SHARED_CACHE_DIR/venv.lock"
-  flock "$lock"
-  stamp="$VENV_DIR/.freshtrack-requirements"
-  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
-    log "Python venv $VENV_DIR is current"
-  else
-    python=$(find_python) || die "No Python >= 3.12 found. Install one (Debian 12: 'pyenv install 3.12', \
-Debian 13: apt-get install python3-venv, Ubuntu 24.04: apt-get install python3.12-venv) and re-run."
-    log "Creating venv with $python ($("$python" --version))"
-    "$python" -m venv --clear "$VENV_DIR"
-    "$VENV_DIR/bin/pip" install -q --upgrade pip
-    "$VENV_DIR/bin/pip" install -q -r "$REPO_ROOT/tests/requirements.txt"
-    echo "$want" > "$stamp"
-  fi
-  exec {lock}>&-
+  make_venv "$VENV_DIR" "$want" "$REPO_ROOT/tests/requirements.txt"
   export PATH="$VENV_DIR/bin:$PATH"
   export ANSIBLE_CONFIG="$REPO_ROOT/ansible.cfg"
+  # The checkout's collection first: a freshtrack.deploy installed into ~/.ansible/collections (by
+  # a user, or by a tool) would otherwise shadow the code under test (ansible.cfg lists ./collections
+  # last, so that ansible-galaxy never installs into the checkout).
+  export ANSIBLE_COLLECTIONS_PATH="$REPO_ROOT/collections:$HOME/.ansible/collections:/usr/share/ansible/collections"
 }
 
 # A Docker engine: an existing one is used as it is; otherwise Debian's docker.io is installed and

@@ -8,9 +8,16 @@ LOCAL_KEY="$CACHE_DIR/local/admin_ed25519"
 # Where the stand-ins' archives appear on the host (tests/vars/stand-ins.yml loads them from there).
 LOCAL_ARCHIVES_MOUNT=/var/cache/freshtrack-images
 
+# The admin's key pair, and its public half as an inventory value (not a lookup of a file beside the
+# inventory: an inventory AWX imports keeps its values, not the directory they were read from).
+LOCAL_KEY_VARS="$REPO_ROOT/inventories/local/group_vars/freshtrack/admin_key.yml"
 ensure_local_key() {
   mkdir -p "$(dirname "$LOCAL_KEY")"
   [ -f "$LOCAL_KEY" ] || ssh-keygen -q -t ed25519 -N '' -C "freshtrack-local-admin" -f "$LOCAL_KEY"
+  local vars
+  vars=$(printf -- '---\n# Written by scripts/deploy-local (not committed): the public half of %s.\nhardening_admin_ssh_keys:\n  - "%s"\n' \
+    "${LOCAL_KEY#"$REPO_ROOT"/}" "$(cat "$LOCAL_KEY.pub")")
+  [ "$(cat "$LOCAL_KEY_VARS" 2>/dev/null)" = "$vars" ] || printf '%s\n' "$vars" > "$LOCAL_KEY_VARS"
 }
 
 ensure_local_host() {

@@ -38,7 +38,7 @@ LOCKER = "ft-test-locker"
 S3 = f"ft-backup-s3-{SUFFIX}"
 BUCKET = "freshtrack-backups"
 ROWS = 1_000_000
-pytestmark = pytest.mark.skipif(subprocess.run(["docker", "info"], capture_output=True).returncode != 0,
+pytestmark = pytest.mark.skipif(subprocess.run(["docker", "info"], capture_output=True, check=False).returncode != 0,
                                 reason="needs a Docker engine")
 
 
@@ -129,7 +129,7 @@ class Job:
         return [sys.executable, "-B", str(SCRIPT), "--config", str(self.config), "--json", *args]
 
     def __call__(self, *args):
-        proc = subprocess.run(self.argv(*args), capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(self.argv(*args), capture_output=True, text=True, timeout=600, check=False)
         return proc.returncode, json.loads(proc.stdout.strip().splitlines()[-1])
 
     def files(self):
@@ -224,7 +224,7 @@ def test_restore_a_named_backup_from_off_site(tmp_path, servers):
     assert rc == 0 and restored["ok"], restored
     assert fingerprint() == before
     kept = restored["previous_database"]
-    assert psql(f"SELECT count(*) FROM sensor_readings WHERE sensor_id = 'after'", db=kept) == "500"
+    assert psql("SELECT count(*) FROM sensor_readings WHERE sensor_id = 'after'", db=kept) == "500"
     psql(f'DROP DATABASE "{kept}"', db="postgres")
 
 
@@ -337,7 +337,7 @@ def test_a_dump_killed_midway_is_never_counted_as_a_backup(tmp_path, servers):
         assert pids, "no pg_dump process found"
         for pid in pids:
             os.kill(pid, signal.SIGKILL)
-        out, _ = proc.communicate(timeout=60)
+        out, _err = proc.communicate(timeout=60)
     finally:
         _release(locker)
     result = json.loads(out.strip().splitlines()[-1])

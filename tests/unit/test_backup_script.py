@@ -62,7 +62,7 @@ def test_grouping_by_backup_and_part():
 def test_daily_keeps_the_newest_of_each_day():
     backups = backups_at("2026-11-23 02:00", "2026-11-23 10:00", "2026-11-22 02:00", "2026-11-21 02:00",
                          "2026-11-20 02:00")
-    keep, delete, _ = fb.retention_plan(backups, daily=2, weekly=0, monthly=0)
+    keep, delete, _why = fb.retention_plan(backups, daily=2, weekly=0, monthly=0)
     assert keep == names("2026-11-23 10:00", "2026-11-22 02:00")
     assert delete == names("2026-11-23 02:00", "2026-11-21 02:00", "2026-11-20 02:00")
 
@@ -70,7 +70,7 @@ def test_daily_keeps_the_newest_of_each_day():
 def test_weeks_and_months_reach_back():
     # 2026-11-23 is a Monday (ISO week 48); 2026-11-22 a Sunday (week 47).
     daily = [f"2026-{m:02d}-{d:02d} 02:00" for m, last in ((9, 30), (10, 31), (11, 23)) for d in range(1, last + 1)]
-    keep, delete, _ = fb.retention_plan(backups_at(*daily), daily=3, weekly=3, monthly=3)
+    keep, delete, _why = fb.retention_plan(backups_at(*daily), daily=3, weekly=3, monthly=3)
     assert keep == names("2026-11-23 02:00", "2026-11-22 02:00", "2026-11-21 02:00", "2026-11-15 02:00",
                          "2026-10-31 02:00", "2026-09-30 02:00")
     assert len(keep) + len(delete) == len(daily)
@@ -78,7 +78,7 @@ def test_weeks_and_months_reach_back():
 
 def test_every_count_zero_still_keeps_the_newest_complete():
     backups = backups_at("2026-11-23 02:00", "2026-11-22 02:00", incomplete=("2026-11-23 02:00",))
-    keep, delete, _ = fb.retention_plan(backups, daily=0, weekly=0, monthly=0)
+    keep, delete, _why = fb.retention_plan(backups, daily=0, weekly=0, monthly=0)
     # The incomplete newer one stays too (an upload may still be under way); nothing older does.
     assert keep == names("2026-11-23 02:00", "2026-11-22 02:00")
     assert delete == []
@@ -87,7 +87,7 @@ def test_every_count_zero_still_keeps_the_newest_complete():
 def test_newest_good_survives_when_newer_ones_are_incomplete():
     backups = backups_at("2026-11-23 02:00", "2026-11-22 02:00", "2026-11-21 02:00",
                          incomplete=("2026-11-23 02:00", "2026-11-22 02:00"))
-    keep, delete, _ = fb.retention_plan(backups, daily=1, weekly=0, monthly=0)
+    keep, delete, _why = fb.retention_plan(backups, daily=1, weekly=0, monthly=0)
     assert names("2026-11-21 02:00")[0] in keep
     assert delete == []
 
@@ -138,8 +138,8 @@ def test_deploys_on_the_same_day_keep_every_pre_deploy_backup():
 def test_deploys_on_consecutive_days():
     labels = {"2026-11-28 09:00": "pre-deploy", "2026-11-29 09:00": "pre-deploy", "2026-11-30 09:00": "pre-rollback"}
     backups = backups_at("2026-11-28 02:00", "2026-11-29 02:00", "2026-11-30 02:00", *labels, labels=labels)
-    keep, delete, _ = plan_with_deploys(backups, state_of("2026-11-30 09:00", "2026-11-29 09:00"), "2026-11-30 12:00",
-                                        daily=1, weekly=0)
+    keep, delete, _why = plan_with_deploys(backups, state_of("2026-11-30 09:00", "2026-11-29 09:00"), "2026-11-30 12:00",
+                                           daily=1, weekly=0)
     assert set(names(*labels)) <= set(keep)
     assert delete == names("2026-11-30 02:00", "2026-11-29 02:00", "2026-11-28 02:00")
 
@@ -218,9 +218,9 @@ def test_the_command_line_dispatches_to_each_commands_module(tmp_path):
     for command, expected in ((["list"], {"ok": True, "backups": []}),
                               (["retention", "--dry-run"], {"ok": True, "local": {"kept": 0, "deleted": [], "why": {}}})):
         result = subprocess.run([sys.executable, "-B", str(script), "--config", str(config), "--json", *command],
-                                capture_output=True, text=True, timeout=60)
+                                capture_output=True, text=True, timeout=60, check=False)
         assert result.returncode == 0, result.stdout + result.stderr
         assert json.loads(result.stdout) == expected
     bad = subprocess.run([sys.executable, "-B", str(script), "--config", str(config), "--json", "restore", "latest"],
-                         capture_output=True, text=True, timeout=60)
+                         capture_output=True, text=True, timeout=60, check=False)
     assert bad.returncode == 2 and json.loads(bad.stdout)["reason"] == "usage"

@@ -193,7 +193,7 @@ def test_grid_positions_fit_and_do_not_overlap(path):
             groups.setdefault(row, []).append((panel, row, pos))
     for members in groups.values():
         for index, (panel, row, pos) in enumerate(members):
-            for other, _, other_pos in members[index + 1:]:
+            for other, _other_title, other_pos in members[index + 1:]:
                 if overlaps(pos, other_pos):
                     errors.append(f"{describe(path, dashboard, panel, row)}: gridPos {pos} overlaps panel "
                                   f"{other.get('id')} {other.get('title')!r} at {other_pos}")

@@ -759,7 +759,7 @@ def _value_error(where: str, kind: str, expr, defined: dict) -> str | None:
     if kind == "any":
         return None
     if isinstance(expr, Ref):
-        ref_kind, _ = _resolve(expr, defined)  # undefined references are reported separately
+        ref_kind, _ref_name = _resolve(expr, defined)  # undefined references are reported separately
         if ref_kind in (None, "any") or ref_kind == kind:
             return None
         return f"{where}: a {kind} is expected, the reference gives {ref_kind}"

@@ -46,7 +46,7 @@ def test_the_check_catches_a_play_var(tmp_path):
     (tmp_path / "vars" / "shared.yml").write_text("caddy_domains: {}\n")
     playbook = tmp_path / "play.yml"
     playbook.write_text("- hosts: all\n  vars: {stack_dir: /srv}\n  vars_files: [vars/shared.yml]\n  tasks: []\n")
-    names = [name for name, _ in play_level_vars(playbook) if name.startswith(ROLE_PREFIXES)]
+    names = [name for name, _value in play_level_vars(playbook) if name.startswith(ROLE_PREFIXES)]
     assert names == ["stack_dir", "caddy_domains"]
 
 

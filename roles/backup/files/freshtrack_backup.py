@@ -44,7 +44,7 @@ def load_config(path):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="freshtrack-backup", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="freshtrack-backup", description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--config", default="/etc/freshtrack/backup.json")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The host timer's certificate check, written to node-exporter's textfile collector.
 
     freshtrack_cert_monitor.py --config /etc/freshtrack/cert-monitor.json --textfile DIR/freshtrack_certs.prom

@@ -102,8 +102,8 @@ def test_worst_and_fail_on():
 def test_file_check_with_chain_and_prometheus_text(tmp_path):
     ca, ca_key = make_cert("Test CA", ca=True, not_before=T0 - datetime.timedelta(days=1000),
                            not_after=T0 + datetime.timedelta(days=30))
-    leaf, _ = make_cert("app.example.com", issuer=ca, issuer_key=ca_key, sans=("app.example.com",),
-                        not_before=T0 - datetime.timedelta(days=10), not_after=T0 + datetime.timedelta(days=80))
+    leaf, _leaf_key = make_cert("app.example.com", issuer=ca, issuer_key=ca_key, sans=("app.example.com",),
+                                not_before=T0 - datetime.timedelta(days=10), not_after=T0 + datetime.timedelta(days=80))
     path = tmp_path / "app.crt"
     path.write_bytes(pem(leaf, ca))
     (tmp_path / "broken.pem").write_text("not a certificate")

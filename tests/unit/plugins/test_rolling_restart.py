@@ -208,7 +208,7 @@ def test_judge_every_pair_of_states():
              ("exited", None), ("restarting", None), ("dead", None), ("missing", None)]
     single = {case: rr.judge([view("x", *case)], 1, 60)[0] for case in cases}
     for first, second in itertools.product(cases, repeat=2):
-        got, _ = rr.judge([view("a", *first), view("b", *second)], 1, 60)
+        got, _reason = rr.judge([view("a", *first), view("b", *second)], 1, 60)
         verdicts = {single[first], single[second]}
         expected = "failed" if "failed" in verdicts else ("ready" if verdicts == {"ready"} else "wait")
         assert got == expected, (first, second)

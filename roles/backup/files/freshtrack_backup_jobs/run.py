@@ -33,6 +33,7 @@ def run(job, label):
             run_metrics(job, result)
     return result
 
+
 def run_steps(job, result):
     os.makedirs(job.dir, mode=0o700, exist_ok=True)
     # Leftovers of an interrupted run are not backups (never renamed); they go first.
@@ -108,6 +109,7 @@ def run_steps(job, result):
         log(f"uploaded to s3://{offsite.bucket}/{offsite.key(dump_file)}")
     result["retention"] = apply_retention(job, offsite)
     job.phase(result, "retention", t0)
+
 
 def run_metrics(job, result):
     now = time.time()

@@ -21,6 +21,7 @@ def scratch_image(job):
                           "verify")
     return inspect.stdout.strip()
 
+
 def verify(job, name):
     started = time.time()
     result = {"ok": False, "phases": {}}
@@ -71,6 +72,7 @@ def verify(job, name):
     if not result["ok"]:
         log(f"verification FAILED: {result.get('error')}")
     return result
+
 
 def verify_metrics(job, result):
     now = time.time()
