@@ -8,7 +8,8 @@ What AWX does for a job template, done here without AWX:
   collections/requirements.yml into requirements_collections/ from the project's directory, and
   the job's ANSIBLE_COLLECTIONS_PATH starts there, so freshtrack.deploy is found as an installed
   collection;
-- inventory/: the project's inventory as AWX imports it (`ansible-inventory --list --export`);
+- inventory/: the project's inventory as AWX imports it (`ansible-inventory --list --export`) and
+  hands it to a job (an inventory script printing that JSON);
   --ssh makes the hosts of inventories/local reachable over SSH as AWX would reach them (the admin
   user, the key scripts/deploy-local made, in env/ssh_key) instead of through the Docker API;
 - env/extravars: the survey's answers, every value a string as AWX sends them;
@@ -76,9 +77,8 @@ def inventory(project: pathlib.Path, source: str, ssh: bool) -> dict:
     return exported
 
 
-def run(args) -> int:
-    ident = args.ident or f"{pathlib.Path(args.playbook).stem}-{time.strftime('%Y%m%dT%H%M%S')}"
-    data = JOBS / ident
+def prepare(data: pathlib.Path, inventory_data: dict, answers: dict, ssh_key: str | None = None) -> float:
+    """The private data directory of one job: project (synced), inventory, env. Returns the sync's seconds."""
     shutil.rmtree(data, ignore_errors=True)
     project, collections = data / "project", data / "requirements_collections"
     (data / "env").mkdir(parents=True)
@@ -87,33 +87,56 @@ def run(args) -> int:
     export_project(project)
     project_sync(project, collections)
     synced = time.monotonic() - t0
-    (data / "inventory" / "hosts.json").write_text(json.dumps(inventory(project, args.inventory, args.ssh)))
-    answers = {key: value if isinstance(value, str) else json.dumps(value) for key, value in
-               json.loads(args.answers).items()}
-    (data / "env" / "extravars").write_text(json.dumps(answers))
+    # As AWX hands a job its inventory: an executable inventory script printing the synced JSON.
+    (data / "inventory.json").write_text(json.dumps(inventory_data))
+    script = data / "inventory" / "hosts"
+    script.write_text('#!/bin/sh\nif [ "$1" = --host ]; then echo "{}"; else cat "$(dirname "$0")/../inventory.json"; fi\n')
+    script.chmod(0o755)
+    # AWX sends survey answers and extra vars as they were typed: strings.
+    strings = {key: value if isinstance(value, str) else json.dumps(value) for key, value in answers.items()}
+    (data / "env" / "extravars").write_text(json.dumps(strings))
     (data / "env" / "envvars").write_text(json.dumps({
         "ANSIBLE_COLLECTIONS_PATH": f"{collections}:{AWX_DEFAULT_COLLECTIONS}",
         "ANSIBLE_FORCE_COLOR": "False", "ANSIBLE_HOST_KEY_CHECKING": "False", "PYTHONUNBUFFERED": "1"}))
-    (data / "env" / "settings").write_text(json.dumps({"idle_timeout": 0, "job_timeout": args.timeout}))
-    if args.ssh:
-        (data / "env" / "ssh_key").write_text((ROOT / ".cache" / "local" / "admin_ed25519").read_text())
-    t1 = time.monotonic()
-    subprocess.run(["ansible-runner", "run", str(data), "-p", args.playbook, "--ident", ident],
-                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL if args.quiet else None)
-    elapsed = time.monotonic() - t1
+    (data / "env" / "settings").write_text(json.dumps({"idle_timeout": 0, "job_timeout": 3600}))
+    if ssh_key:
+        (data / "env" / "ssh_key").write_text(ssh_key)
+    return synced
+
+
+def launch(data: pathlib.Path, playbook: str, ident: str, quiet: bool = False) -> dict:
+    """ansible-runner on the private data directory, no TTY: the job's status, rc, time and events."""
+    t0 = time.monotonic()
+    subprocess.run(["ansible-runner", "run", str(data), "-p", playbook, "--ident", ident],
+                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL if quiet else None, check=False,
+                   env={k: v for k, v in os.environ.items() if k != "ANSIBLE_COLLECTIONS_PATH"})
     artifacts = data / "artifacts" / ident
-    status = (artifacts / "status").read_text().strip()
-    rc = int((artifacts / "rc").read_text().strip())
-    events = [json.loads(p.read_text()) for p in sorted((artifacts / "job_events").glob("*.json"))]
-    failed = [e for e in events if e.get("event") in ("runner_on_failed", "runner_on_unreachable")
-              and not e.get("event_data", {}).get("ignore_errors")]
-    print(f"job {ident}: {args.playbook}: status {status}, rc {rc}; project sync {synced:.0f} s, "
-          f"job {elapsed:.0f} s, {len(events)} events ({artifacts})")
-    for event in failed:
-        result = event["event_data"].get("res", {})
-        print(f"  failed: {event['event_data'].get('host')}: {event['event_data'].get('task')}: "
-              f"{str(result.get('msg', ''))[:300]}")
-    return rc
+    events = [json.loads(p.read_text()) for p in sorted((artifacts / "job_events").glob("*.json"),
+                                                          key=lambda p: int(p.name.split("-")[0]))]
+    return {"status": (artifacts / "status").read_text().strip(), "rc": int((artifacts / "rc").read_text().strip()),
+            "seconds": time.monotonic() - t0, "events": events, "artifacts": artifacts,
+            "failed": [e for e in events if e.get("event") in ("runner_on_failed", "runner_on_unreachable")
+                       and not e.get("event_data", {}).get("ignore_errors")]}
+
+
+def run(args) -> int:
+    ident = args.ident or f"{pathlib.Path(args.playbook).stem}-{time.strftime('%Y%m%dT%H%M%S')}"
+    data = JOBS / ident
+    ssh_key = (ROOT / ".cache" / "local" / "admin_ed25519").read_text() if args.ssh else None
+    # The project's inventory, exported from a copy of the project like AWX's inventory sync.
+    scratch = JOBS / f"{ident}-inventory"
+    shutil.rmtree(scratch, ignore_errors=True)
+    export_project(scratch)
+    inventory_data = inventory(scratch, args.inventory, args.ssh)
+    shutil.rmtree(scratch, ignore_errors=True)
+    synced = prepare(data, inventory_data, json.loads(args.answers), ssh_key)
+    job = launch(data, args.playbook, ident, args.quiet)
+    print(f"job {ident}: {args.playbook}: status {job['status']}, rc {job['rc']}; project sync {synced:.0f} s, "
+          f"job {job['seconds']:.0f} s, {len(job['events'])} events ({job['artifacts']})")
+    for event in job["failed"]:
+        data_ = event["event_data"]
+        print(f"  failed: {data_.get('host')}: {data_.get('task')}: {str(data_.get('res', {}).get('msg', ''))[:300]}")
+    return job["rc"]
 
 
 def main(argv: list[str]) -> int:
@@ -123,7 +146,6 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--inventory", default="inventories/local/hosts.yml", help="the project's inventory AWX imports")
     parser.add_argument("--ssh", action="store_true", help="reach the hosts over SSH as the admin user (deploy-local's key)")
     parser.add_argument("--ident", help="the job's name (default: playbook and time)")
-    parser.add_argument("--timeout", type=int, default=3600, help="job_timeout in seconds")
     parser.add_argument("--quiet", action="store_true", help="no job output, only the summary")
     return run(parser.parse_args(argv))
 
