@@ -123,12 +123,10 @@ def run(args) -> int:
     ident = args.ident or f"{pathlib.Path(args.playbook).stem}-{time.strftime('%Y%m%dT%H%M%S')}"
     data = JOBS / ident
     ssh_key = (ROOT / ".cache" / "local" / "admin_ed25519").read_text() if args.ssh else None
-    # The project's inventory, exported from a copy of the project like AWX's inventory sync.
-    scratch = JOBS / f"{ident}-inventory"
-    shutil.rmtree(scratch, ignore_errors=True)
-    export_project(scratch)
-    inventory_data = inventory(scratch, args.inventory, args.ssh)
-    shutil.rmtree(scratch, ignore_errors=True)
+    # The inventory as AWX's sync imports it, from this checkout: inventories/local's admin key is a
+    # value of this machine (admin_key.yml, written by scripts/deploy-local, not committed), as a
+    # site's would be set in AWX or its vault.
+    inventory_data = inventory(ROOT, args.inventory, args.ssh)
     synced = prepare(data, inventory_data, json.loads(args.answers), ssh_key)
     job = launch(data, args.playbook, ident, args.quiet)
     print(f"job {ident}: {args.playbook}: status {job['status']}, rc {job['rc']}; project sync {synced:.0f} s, "
