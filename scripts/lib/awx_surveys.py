@@ -17,6 +17,8 @@ import sys
 
 import yaml
 
+import generated_files
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SURVEYS = ROOT / "awx" / "surveys.yml"
 OUT = ROOT / "awx" / "surveys"
@@ -99,24 +101,10 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args(argv)
-    stale = []
     generated = surveys()
-    for name, survey in generated.items():
-        path = OUT / f"{name}.json"
-        text = json.dumps(survey, indent=2) + "\n"
-        if path.exists() and path.read_text() == text:
-            continue
-        stale.append(str(path.relative_to(ROOT)))
-        if not args.check:
-            OUT.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-    extra = sorted(p.name for p in OUT.glob("*.json") if p.stem not in generated)
-    if args.check and (stale or extra):
-        print("out of date (run python3 scripts/lib/awx_surveys.py): " + ", ".join(stale + extra), file=sys.stderr)
-        return 1
-    for path in stale:
-        print(f"wrote {path}")
-    return 0
+    wanted = {OUT / f"{name}.json": json.dumps(survey, indent=2) + "\n" for name, survey in generated.items()}
+    unwanted = sorted(p for p in OUT.glob("*.json") if p.stem not in generated)
+    return generated_files.sync(wanted, args.check, "python3 scripts/lib/awx_surveys.py", ROOT, unwanted)
 
 
 if __name__ == "__main__":

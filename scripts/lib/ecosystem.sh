@@ -83,15 +83,15 @@ ansible_builder_introspect() {
   local listed
   listed=$(ansible-builder introspect --sanitize "$CACHE_DIR/collection/installed")
   printf '%s\n' "$listed"
-  python3 - "$REPO_ROOT/meta/ee-requirements.txt" <<PY
+  printf '%s\n' "$listed" | python3 -c '
 import sys
-listed = """$listed"""
+listed = sys.stdin.read()
 wanted = [line.split("#")[0].strip() for line in open(sys.argv[1]) if line.split("#")[0].strip()]
 missing = [w for w in wanted if w.split(">")[0].split("=")[0] not in listed]
 pinned = [p for p in ("ansible==", "ansible-core==", "docker==", "jmespath==") if p in listed]
 print("missing from introspect:", missing, "controller pins in it:", pinned)
 sys.exit(1 if missing or pinned else 0)
-PY
+' "$REPO_ROOT/meta/ee-requirements.txt"
 }
 
 ecosystem_checks() {

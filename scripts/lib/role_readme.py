@@ -16,6 +16,8 @@ import sys
 
 import yaml
 
+import generated_files
+
 MARKER = "<!-- Generated from meta/argument_specs.yml by scripts/lib/role_readme.py: edit the spec, not below. -->"
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -108,21 +110,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("roles", nargs="*", type=pathlib.Path)
     args = parser.parse_args(argv)
     roles = args.roles or sorted(p.parent.parent for p in (ROOT / "roles").glob("*/meta/argument_specs.yml"))
-    stale = []
-    for role_dir in roles:
-        readme = role_dir / "README.md"
-        wanted = render(role_dir)
-        if readme.exists() and readme.read_text() == wanted:
-            continue
-        stale.append(str(readme.relative_to(ROOT) if readme.is_relative_to(ROOT) else readme))
-        if not args.check:
-            readme.write_text(wanted)
-    if args.check and stale:
-        print("out of date (run python3 scripts/lib/role_readme.py): " + ", ".join(stale), file=sys.stderr)
-        return 1
-    for path in stale:
-        print(f"wrote {path}")
-    return 0
+    wanted = {role_dir / "README.md": render(role_dir) for role_dir in roles}
+    return generated_files.sync(wanted, args.check, "python3 scripts/lib/role_readme.py", ROOT)
 
 
 if __name__ == "__main__":
