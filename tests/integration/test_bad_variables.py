@@ -1,9 +1,12 @@
 """Bad variables fail before anything changes on the host, with a message naming the variable.
 
-Each case runs the real site.yml against a throwaway Debian 12 container (Ansible's docker
-connection) with one bad value. A case passes when the run fails, the failure names the variable,
-the recap shows changed=0, and `docker diff` of the container shows no file touched outside the
-places Ansible itself uses for its temporary files.
+All the cases run in one real site.yml run against one throwaway Debian 12 container (Ansible's
+docker connection): each case is an inventory host of its own, pointing at that container, with one
+bad value in its host variables (where operators set them). Hosts fail independently, so one run
+answers every case. A case passes when its host failed, the failure names the variable, and its
+recap shows changed=0; and `docker diff` of the container shows no file touched outside the places
+Ansible itself uses for its temporary files. A value the preflight let through would go on to
+converge the container, and fail that last check too.
 """
 from __future__ import annotations
 
@@ -21,10 +24,12 @@ IMAGE = os.environ.get("FRESHTRACK_HOST_IMAGE", "freshtrack-test/debian12-system
 GOOD_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGoodKeyGoodKeyGoodKeyGoodKeyGoodKeyGoodKey0 test"
 # Paths Ansible's own execution creates (temporary module files, fact cache).
 ANSIBLE_SCRATCH = re.compile(r"^[ACD] /(root|root/\.ansible.*|tmp.*|var/tmp.*)$")
+GOOD_VALUES = {
+    "freshtrack_admin_user": "freshtrack", "hardening_admin_ssh_keys": [GOOD_KEY],
+    "freshtrack_domains": {"app": "app.example.com"}, "caddy_acme_email": "ops@example.com",
+}
 
-# (variable, bad value, text the failure must contain). Two lists, so the two halves run on the two
-# workers of scripts/test (pytest-xdist --dist loadscope sends each class to one worker, which
-# starts its own host container).
+# (variable, bad value, text the failure must contain).
 HOST_CASES = [
     ("hardening_ssh_port", 70000, "hardening_ssh_port must be between 1 and 65535"),
     ("hardening_firewall_extra_rules", [{"port": 8080, "proto": "icmp"}], "hardening_firewall_extra_rules"),
@@ -43,8 +48,10 @@ HOST_CASES = [
     ("secrets_supplied_required", ["stack_auth_secret_key"], "secrets_supplied_required: no value supplied"),
     ("secrets_generated", {"postgres_password": {"length": 8}}, "secrets_generated: every length must be 16-256"),
 ]
+
+# The stack: PgBouncer's connection budget, pinned images, domains, resources, targets, backups,
+# monitoring.
 STACK_CASES = [
-    # The stack: PgBouncer's connection budget, pinned images, domains, resources, targets.
     ("pgbouncer_default_pool_size", 200, "pgbouncer_default_pool_size: the pools need more connections than PostgreSQL allows"),
     ("freshtrack_postgres_max_connections", 30, "= 38 > max_connections 30"),
     ("pgbouncer_max_client_conn", 5000, "pgbouncer_max_client_conn: 5000 clients"),
@@ -82,74 +89,95 @@ STACK_CASES = [
 ]
 
 
+CASES = HOST_CASES + STACK_CASES
+
+
 def docker(*args: str) -> str:
     return subprocess.run(["docker", *args], check=True, capture_output=True, text=True).stdout
 
 
+def case_host(index: int, variable: str) -> str:
+    return f"case{index:02d}_{variable}"
+
+
+def run_site(inventory: dict, tmp_path: pathlib.Path, *args: str) -> subprocess.CompletedProcess:
+    """site.yml with the JSON callback: each host's task results and recap, in one document."""
+    inventory_file = tmp_path / "hosts.json"
+    inventory_file.write_text(json.dumps(inventory))
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_CALLBACKS_ENABLED="ansible.builtin.json",  # not profile_tasks: it prints too
+               ANSIBLE_FORKS=str(max(10, len(CASES))))
+    return subprocess.run(
+        ["ansible-playbook", "site.yml", "-i", str(inventory_file), *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False,
+    )
+
+
+def inventory_of(container: str, hosts: dict) -> dict:
+    connection = {"ansible_connection": "community.docker.docker", "ansible_host": container}
+    return {"all": {"children": {"freshtrack": {
+        "vars": {**connection, **GOOD_VALUES},
+        "hosts": hosts,
+    }}}}
+
+
+def failures_by_host(report: dict) -> dict:
+    """Every failed task result of each host, as text to search for the variable's name."""
+    failures: dict = {}
+    for play in report.get("plays", []):
+        for task in play.get("tasks", []):
+            for name, result in task.get("hosts", {}).items():
+                if result.get("failed") or result.get("unreachable"):
+                    failures.setdefault(name, []).append(json.dumps(result))
+    return failures
+
+
 @pytest.fixture(scope="module")
-def host(tmp_path_factory):
+def container():
     name = f"freshtrack-badvars-{uuid.uuid4().hex[:8]}"
     # Facts and asserts need no systemd: a plain process keeps the container alive.
     docker("run", "-d", "--name", name, IMAGE, "sleep", "infinity")
-    inventory = tmp_path_factory.mktemp("inventory") / "hosts.yml"
-    inventory.write_text(json.dumps({"all": {"children": {"freshtrack": {"hosts": {name: {
-        "ansible_connection": "community.docker.docker", "ansible_host": name,
-        "freshtrack_admin_user": "freshtrack", "hardening_admin_ssh_keys": [GOOD_KEY],
-        "freshtrack_domains": {"app": "app.example.com"}, "caddy_acme_email": "ops@example.com",
-    }}}}}}))
     try:
-        yield name, inventory
+        yield name
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
 
 
-def run_site(inventory: pathlib.Path, extra: dict, tmp_path: pathlib.Path, *args: str) -> subprocess.CompletedProcess:
-    extra_file = tmp_path / "extra.json"
-    extra_file.write_text(json.dumps(extra))
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
-    return subprocess.run(
-        ["ansible-playbook", "site.yml", "-i", str(inventory), "-e", f"@{extra_file}", *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
-    )
+@pytest.fixture(scope="module")
+def bad_run(container, tmp_path_factory):
+    """One site.yml run, every bad case a host of its own (the whole run, no tags)."""
+    hosts = {case_host(i, variable): {variable: value} for i, (variable, value, _) in enumerate(CASES)}
+    result = run_site(inventory_of(container, hosts), tmp_path_factory.mktemp("bad"))
+    try:
+        report = json.loads(result.stdout)
+    except json.JSONDecodeError:
+        pytest.fail(f"site.yml printed no JSON report: {(result.stdout + result.stderr)[-3000:]}")
+    return result, report
 
 
-def test_good_values_pass_the_preflight(host, tmp_path):
+def test_good_values_pass_the_preflight(container, tmp_path):
     """The control case: with good values the same checks pass (only the preflight runs)."""
-    name, inventory = host
-    result = run_site(inventory, {}, tmp_path, "--tags", "preflight")
+    result = run_site(inventory_of(container, {"good": {}}), tmp_path, "--tags", "preflight")
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-    assert "Check the variables against each other" in result.stdout
-    assert docker("diff", name).strip() == "" or all(
-        ANSIBLE_SCRATCH.match(line) for line in docker("diff", name).splitlines())
+    report = json.loads(result.stdout)
+    names = [task["task"]["name"] for play in report["plays"] for task in play["tasks"]]
+    assert any("Check the variables against each other" in name for name in names), names
+    assert report["stats"]["good"]["failures"] == 0, report["stats"]
 
 
-def check_bad_value(host, tmp_path, variable, value, expected):
-    name, inventory = host
-    result = run_site(inventory, {variable: value}, tmp_path)
-    output = result.stdout + result.stderr
-    assert result.returncode != 0, output[-3000:]
-    assert expected in output, output[-3000:]
-    recap = re.search(r"^" + re.escape(name) + r"\s*:.*$", result.stdout, re.M)
-    assert recap and "changed=0" in recap.group(0), output[-3000:]
-    touched = [line for line in docker("diff", name).splitlines() if not ANSIBLE_SCRATCH.match(line)]
+@pytest.mark.parametrize("index,variable,value,expected", [(i, *case) for i, case in enumerate(CASES)],
+                         ids=[f"{c[0]}={c[1]!r}"[:60] for c in CASES])
+def test_bad_value_fails_before_any_change(bad_run, index, variable, value, expected):
+    result, report = bad_run
+    host = case_host(index, variable)
+    failures = failures_by_host(report).get(host, [])
+    assert result.returncode != 0
+    assert failures, f"{host}: no task failed; recap {report['stats'].get(host)}"
+    assert any(expected in failure for failure in failures), failures
+    assert report["stats"][host]["changed"] == 0, report["stats"][host]
+
+
+def test_no_bad_value_touched_a_file(bad_run, container):
+    """Run after every case's host failed: nothing on the container but Ansible's scratch files."""
+    touched = [line for line in docker("diff", container).splitlines() if not ANSIBLE_SCRATCH.match(line)]
     assert touched == [], touched
-
-
-def case_ids(cases):
-    return [f"{c[0]}={c[1]!r}"[:60] for c in cases]
-
-
-class TestHostBaseline:
-    """Hardening, Docker and secrets."""
-
-    @pytest.mark.parametrize("variable,value,expected", HOST_CASES, ids=case_ids(HOST_CASES))
-    def test_bad_value_fails_before_any_change(self, host, tmp_path, variable, value, expected):
-        check_bad_value(host, tmp_path, variable, value, expected)
-
-
-class TestStack:
-    """PgBouncer's budget, pinned images, domains, resources, targets, backups, monitoring."""
-
-    @pytest.mark.parametrize("variable,value,expected", STACK_CASES, ids=case_ids(STACK_CASES))
-    def test_bad_value_fails_before_any_change(self, host, tmp_path, variable, value, expected):
-        check_bad_value(host, tmp_path, variable, value, expected)
