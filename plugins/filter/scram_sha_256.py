@@ -10,9 +10,10 @@ version_added: 0.1.0
 description:
   - Returns C(SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>), the form of
     C(pg_authid.rolpassword) and of a PgBouncer userlist entry.
-  - The salt is derived from the password unless given, so the same password always gives the
-    same secret. PostgreSQL and PgBouncer then hold identical secrets, which PgBouncer needs to log
-    in to PostgreSQL on a client's behalf, and re-runs render identical files.
+  - The salt is random (16 bytes, as PostgreSQL's own), so each call gives another secret and equal
+    passwords never give equal secrets. Make a secret once and keep it (the secrets role's C(scram)
+    entry point does, for PostgreSQL and PgBouncer); the test P(freshtrack.deploy.scram_secret_of#test)
+    tells whether a kept secret still belongs to its password.
   - Use it with C(no_log) on the task; the secret is as sensitive as a password hash.
 author:
   - FreshTrack Pro operations (@freshtrack)
@@ -28,10 +29,11 @@ options:
 """
 
 EXAMPLES = r"""
-- name: Userlist line for PgBouncer
+- name: A SCRAM secret for PostgreSQL, made once (a second run keeps the first one)
   ansible.builtin.copy:
-    dest: /opt/freshtrack/secrets/pgbouncer_userlist
-    content: '"freshtrack" "{{ app_password | freshtrack.deploy.scram_sha_256 }}"'
+    dest: /opt/freshtrack/secrets/postgres_password_scram
+    content: "{{ app_password | freshtrack.deploy.scram_sha_256 }}"
+    force: false
     mode: "0400"
   no_log: true
 """

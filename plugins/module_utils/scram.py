@@ -3,28 +3,25 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """SCRAM-SHA-256 secrets in PostgreSQL's stored format (RFC 5802 / RFC 7677).
 
-PgBouncer can log in to PostgreSQL on a client's behalf with a SCRAM secret only when its
-userlist holds exactly the secret PostgreSQL stores (same salt, same iterations). Deriving the
-salt from the password makes the secret a pure function of the password, so both sides compute
-the same string, and a re-run renders byte-identical files.
+Each secret gets a random salt, as PostgreSQL gives one: equal passwords never give equal
+secrets. PgBouncer can log in to PostgreSQL on a client's behalf only when its userlist holds
+exactly the secret PostgreSQL stores, so a secret is made once and kept (the secrets role's `scram`
+entry point): `verify` tells whether a kept secret still belongs to its password.
 """
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
+import os
 
 PREFIX = "SCRAM-SHA-256$"
 DEFAULT_ITERATIONS = 4096  # PostgreSQL's scram_iterations default
+SALT_BYTES = 16  # as PostgreSQL's own (SCRAM_DEFAULT_SALT_LEN)
 
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
-
-
-def derive_salt(password: str, context: str = "freshtrack") -> bytes:
-    """16 bytes, stable for a password. The salt is public in the secret anyway."""
-    return hmac.new(password.encode("utf-8"), ("scram-salt:" + context).encode("utf-8"), hashlib.sha256).digest()[:16]
 
 
 def scram_sha_256(password: str, salt: bytes | None = None, iterations: int = DEFAULT_ITERATIONS) -> str:
@@ -34,7 +31,7 @@ def scram_sha_256(password: str, salt: bytes | None = None, iterations: int = DE
     if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 4096:
         raise ValueError("iterations must be an integer >= 4096")
     if salt is None:
-        salt = derive_salt(password)
+        salt = os.urandom(SALT_BYTES)
     # PostgreSQL prepares the password with SASLprep; printable ASCII passes through unchanged,
     # which is what the secrets role generates.
     salted = hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), salt, iterations)
@@ -46,7 +43,7 @@ def scram_sha_256(password: str, salt: bytes | None = None, iterations: int = DE
 
 def verify(password: str, secret: str) -> bool:
     """True when the password matches a stored SCRAM-SHA-256 secret."""
-    if not secret.startswith(PREFIX):
+    if not isinstance(secret, str) or not isinstance(password, str) or not secret.startswith(PREFIX):
         return False
     try:
         head, keys = secret[len(PREFIX):].split("$", 1)

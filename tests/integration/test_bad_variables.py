@@ -24,6 +24,8 @@ IMAGE = os.environ.get("FRESHTRACK_HOST_IMAGE", "freshtrack-test/debian12-system
 GOOD_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGoodKeyGoodKeyGoodKeyGoodKeyGoodKeyGoodKey0 test"
 # Paths Ansible's own execution creates (temporary module files, fact cache).
 ANSIBLE_SCRATCH = re.compile(r"^[ACD] /(root|root/\.ansible.*|tmp.*|var/tmp.*)$")
+# A login account the fixture makes on the host: the app's uid must never be one's.
+LOGIN_USER, LOGIN_UID = "ops", 2000
 GOOD_VALUES = {
     "freshtrack_admin_user": "freshtrack", "hardening_admin_ssh_keys": [GOOD_KEY],
     "freshtrack_domains": {"app": "app.example.com"}, "caddy_acme_email": "ops@example.com",
@@ -60,8 +62,9 @@ STACK_CASES = [
     ("stack_postgres_image", "postgres:latest", "stack_postgres_image: pin a version"),
     ("caddy_image", "caddy:latest", "caddy_image: pin a version"),
     ("pgbouncer_image", "edoburu/pgbouncer", "pgbouncer_image: pin a version"),
-    ("freshtrack_domains", {}, "caddy_domains.app: the app's host name is required"),
-    ("freshtrack_domains", {"app": "App_Host!.example.com"}, "caddy_domains: keys are"),
+    ("freshtrack_domains", {}, "freshtrack_domains.app: the app's host name is required"),
+    ("freshtrack_domains", {"app": "App_Host!.example.com"}, "freshtrack_domains: keys are"),
+    ("caddy_domains", {"app": "App_Host!.example.com"}, "caddy_domains: keys are"),
     ("caddy_acme_email", "", "caddy_acme_email: an e-mail address is required"),
     ("stack_backend_memory", "128M", "stack_backend_memory (128M) is below stack_backend_memory_reservation (512M)"),
     ("freshtrack_target", "kubernetes", "value of freshtrack_target must be one of: selfhosted, digitalocean, aws"),
@@ -89,7 +92,48 @@ STACK_CASES = [
 ]
 
 
-CASES = HOST_CASES + STACK_CASES
+# Issue 19: values a tool judged too late (after staged files were written, or hours later), messages
+# that named the role variable a freshtrack_* value feeds instead of the one the user set, type errors
+# that came with a dump of the whole argument spec, and the app's uid.
+LATE_CASES = [
+    ("freshtrack_app_uid", 0, "freshtrack_app_uid: 0 is root"),
+    ("freshtrack_app_uid", LOGIN_UID, f"freshtrack_app_uid: {LOGIN_UID} is the uid of the login account {LOGIN_USER}"),
+    ("freshtrack_app_uid", 1000, "freshtrack_app_uid: 1000 is in the range useradd gives login accounts"),
+    ("hardening_firewall_extra_rules", [{"port": "8000:7000", "proto": "tcp"}],
+     "hardening_firewall_extra_rules: a port range is low:high with low below high"),
+    ("observability_prometheus_retention_time", "0d", "observability_prometheus_retention_time: a Prometheus duration above zero"),
+    ("backup_s3_endpoint_url", "minio.example:9000", "backup_s3_endpoint_url: empty (AWS) or a URL with its scheme"),
+    ("freshtrack_root", "opt/freshtrack", "freshtrack_root: an absolute path"),
+    ("hardening_ssh_allow_group", "ssh users", "hardening_ssh_allow_group: a group name groupadd accepts"),
+    ("observability_ui_address", "localhost", "observability_ui_address: an IP address"),
+    ("freshtrack_log_max_size", "ten megabytes", "freshtrack_log_max_size must be a number followed by k, m or g"),
+    ("freshtrack_log_max_file", 0, "freshtrack_log_max_file must be between 1 and 100"),
+    ("freshtrack_admin_user", "Ops Admin", "freshtrack_admin_user: a user name useradd accepts"),
+    ("freshtrack_project", "Fresh Track", "freshtrack_project: lowercase letters, digits"),
+    ("freshtrack_postgres_max_connections", 10, "freshtrack_postgres_max_connections"),
+    # Ten more of the same kinds (a tool's rule, checked by that tool only when it ran).
+    ("docker_default_address_pools", [{"base": "172.80.0.0/20", "size": 16}],
+     "docker_default_address_pools: each size must be at least the base's prefix length"),
+    ("backup_s3_bucket", "Fresh_Backups", "backup_s3_bucket: 3-63 lower-case letters"),
+    ("backup_dir", "backups", "backup_dir: absolute paths"),
+    ("hardening_firewall_extra_rules", [{"port": 5432, "proto": "tcp", "from": "10.0.0.300/24"}],
+     "hardening_firewall_extra_rules: from is 'any', an IP address or a CIDR network"),
+    ("caddy_backend_health_interval", "5 seconds", "caddy_backend_health_interval: durations as Caddy reads them"),
+    ("hardening_ssh_port", 443, "hardening_ssh_port: 443 is one of hardening_firewall_public_ports"),
+    ("observability_grafana_port", 9090, "three different ports"),
+    ("backup_s3_region", "us east 1", "backup_s3_region: a region name"),
+    ("hardening_fail2ban_ignoreip", ["10.0.0.0/33"], "hardening_fail2ban_ignoreip: IP addresses, CIDR networks or host names"),
+    ("freshtrack_readings_table", "sensor readings", "freshtrack_readings_table / freshtrack_readings_time_column: plain SQL names"),
+    ("hardening_ssh_group_members", ["CI Deploy"], "hardening_ssh_group_members: user names"),
+]
+# Type errors: one line naming the variable, not Ansible's dump of the whole argument spec.
+TYPE_CASES = [
+    ("hardening_ssh_port", "twenty-two", "argument 'hardening_ssh_port' is of type"),
+    ("freshtrack_backend_replicas", "two", "argument 'freshtrack_backend_replicas' is of type"),
+    ("backup_min_free_gb", "lots", "argument 'backup_min_free_gb' is of type"),
+    ("pgbouncer_max_client_conn", "many", "argument 'pgbouncer_max_client_conn' is of type"),
+]
+CASES = HOST_CASES + STACK_CASES + LATE_CASES + TYPE_CASES
 
 
 def docker(*args: str) -> str:
@@ -106,7 +150,7 @@ def run_site(inventory: dict, tmp_path: pathlib.Path, *args: str) -> subprocess.
     inventory_file.write_text(json.dumps(inventory))
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
                ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_CALLBACKS_ENABLED="ansible.builtin.json",  # not profile_tasks: it prints too
-               ANSIBLE_FORKS=str(max(10, len(CASES))))
+               ANSIBLE_FORKS="16")
     return subprocess.run(
         ["ansible-playbook", "site.yml", "-i", str(inventory_file), *args],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False,
@@ -138,7 +182,10 @@ def container():
     # Facts and asserts need no systemd: a plain process keeps the container alive.
     docker("run", "-d", "--name", name, IMAGE, "sleep", "infinity")
     try:
-        yield name
+        docker("exec", name, "useradd", "--uid", str(LOGIN_UID), "--shell", "/bin/bash", LOGIN_USER)
+        # What the fixture itself changed, so the last test sees only what the runs changed.
+        baseline = set(docker("diff", name).splitlines())
+        yield name, baseline
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
 
@@ -146,8 +193,8 @@ def container():
 @pytest.fixture(scope="module")
 def bad_run(container, tmp_path_factory):
     """One site.yml run, every bad case a host of its own (the whole run, no tags)."""
-    hosts = {case_host(i, variable): {variable: value} for i, (variable, value, _) in enumerate(CASES)}
-    result = run_site(inventory_of(container, hosts), tmp_path_factory.mktemp("bad"))
+    hosts = {case_host(i, case[0]): {case[0]: case[1]} for i, case in enumerate(CASES)}
+    result = run_site(inventory_of(container[0], hosts), tmp_path_factory.mktemp("bad"))
     try:
         report = json.loads(result.stdout)
     except json.JSONDecodeError:
@@ -157,7 +204,7 @@ def bad_run(container, tmp_path_factory):
 
 def test_good_values_pass_the_preflight(container, tmp_path):
     """The control case: with good values the same checks pass (only the preflight runs)."""
-    result = run_site(inventory_of(container, {"good": {}}), tmp_path, "--tags", "preflight")
+    result = run_site(inventory_of(container[0], {"good": {}}), tmp_path, "--tags", "preflight")
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     report = json.loads(result.stdout)
     names = [task["task"]["name"] for play in report["plays"] for task in play["tasks"]]
@@ -175,9 +222,15 @@ def test_bad_value_fails_before_any_change(bad_run, index, variable, value, expe
     assert failures, f"{host}: no task failed; recap {report['stats'].get(host)}"
     assert any(expected in failure for failure in failures), failures
     assert report["stats"][host]["changed"] == 0, report["stats"][host]
+    # One failure, its message one line, no argument spec dumped with it.
+    assert len(failures) == 1, failures
+    failure = json.loads(failures[0])
+    assert "\n" not in failure.get("msg", "").strip() and "argument_spec_data" not in failure, failure
 
 
 def test_no_bad_value_touched_a_file(bad_run, container):
     """Run after every case's host failed: nothing on the container but Ansible's scratch files."""
-    touched = [line for line in docker("diff", container).splitlines() if not ANSIBLE_SCRATCH.match(line)]
+    name, baseline = container
+    touched = [line for line in docker("diff", name).splitlines()
+               if line not in baseline and not ANSIBLE_SCRATCH.match(line)]
     assert touched == [], touched

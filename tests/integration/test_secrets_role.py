@@ -4,6 +4,8 @@ Generated once (a second run changes nothing and keeps every value), never overw
 file is the only one regenerated), never printed (no value in the output at -vvv), 0700 / 0600,
 values from the requested alphabet and length; supplied secrets follow their Vault value, and a
 required one that is missing stops the run before anything is written.
+SCRAM secrets (the `scram` entry point, for PostgreSQL and PgBouncer): a random salt each, so equal
+passwords get different secrets; kept while they belong to their password, replaced when it changed.
 """
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ import uuid
 
 import pytest
 
+from ansible_collections.freshtrack.deploy.plugins.module_utils.scram import verify
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 IMAGE = os.environ.get("FRESHTRACK_HOST_IMAGE", "freshtrack-test/debian12-systemd:local")
 DIR = "/opt/freshtrack/secrets"
@@ -25,6 +29,18 @@ PLAYBOOK = """
   gather_facts: false
   roles:
     - role: freshtrack.deploy.secrets
+"""
+SCRAM_PLAYBOOK = """
+- name: Secrets role, the scram entry point
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: SCRAM secrets of two supplied passwords
+      ansible.builtin.include_role:
+        name: freshtrack.deploy.secrets
+        tasks_from: scram
+      vars:
+        secrets_scram: [pw_a, pw_b]
 """
 
 
@@ -38,6 +54,7 @@ def host(tmp_path_factory):
     sh("docker", "run", "-d", "--name", name, IMAGE, "sleep", "infinity")
     work = tmp_path_factory.mktemp("secrets")
     (work / "play.yml").write_text(PLAYBOOK)
+    (work / "scram.yml").write_text(SCRAM_PLAYBOOK)
     (work / "hosts.yml").write_text(json.dumps({"all": {"hosts": {name: {
         "ansible_connection": "community.docker.docker"}}}}))
     try:
@@ -46,12 +63,12 @@ def host(tmp_path_factory):
         sh("docker", "rm", "-f", name, check=False)
 
 
-def converge(host, extra: dict, *args: str) -> subprocess.CompletedProcess:
-    name, work = host
+def converge(host, extra: dict, *args: str, playbook: str = "play.yml") -> subprocess.CompletedProcess:
+    _name, work = host
     (work / "extra.json").write_text(json.dumps(extra))
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
                ANSIBLE_COLLECTIONS_PATH=str(ROOT / "collections"))
-    return subprocess.run(["ansible-playbook", str(work / "play.yml"), "-i", str(work / "hosts.yml"),
+    return subprocess.run(["ansible-playbook", str(work / playbook), "-i", str(work / "hosts.yml"),
                            "-e", f"@{work / 'extra.json'}", *args],
                           env=env, capture_output=True, text=True, timeout=300, check=False)
 
@@ -149,3 +166,30 @@ def test_missing_required_secret_stops_before_any_change(host):
     assert "secrets_supplied_required: no value supplied for ['stack_auth_secret_key']" in result.stdout
     assert "changed=0" in recap(result)
     assert read_secrets(host) == before
+
+
+def test_scram_secrets_random_salts_kept_until_the_password_changes(host):
+    """Two equal passwords: two different secrets, each the password's; a re-run keeps them; a new
+    password gets a new secret and leaves the other alone."""
+    same = "same-password-0123456789"
+    supplied = {"secrets_supplied": {"pw_a": same, "pw_b": same}, "secrets_file_owners": {}}
+    assert converge(host, supplied).returncode == 0
+    first = converge(host, supplied, "-vvv", playbook="scram.yml")
+    assert first.returncode == 0, first.stdout[-3000:]
+    secrets = read_secrets(host)
+    a, b = secrets["pw_a_scram"], secrets["pw_b_scram"]
+    assert a != b and verify(same, a) and verify(same, b)
+    assert a not in first.stdout and same not in first.stdout  # never printed, even at -vvv
+    modes = sh("docker", "exec", host[0], "stat", "-c", "%a %u", f"{DIR}/pw_a_scram", f"{DIR}/pw_b_scram").stdout
+    assert modes.split("\n")[:2] == ["400 0", "400 0"]
+
+    again = converge(host, supplied, playbook="scram.yml")
+    assert "changed=0" in recap(again), again.stdout[-3000:]
+    assert read_secrets(host)["pw_a_scram"] == a
+
+    rotated = {"secrets_supplied": {"pw_a": "rotated-password-987654", "pw_b": same}, "secrets_file_owners": {}}
+    assert converge(host, rotated).returncode == 0
+    third = converge(host, rotated, playbook="scram.yml")
+    assert "changed=1" in recap(third), third.stdout[-3000:]
+    after = read_secrets(host)
+    assert verify("rotated-password-987654", after["pw_a_scram"]) and after["pw_b_scram"] == b

@@ -10,6 +10,7 @@ import pytest
 from ansible.errors import AnsibleFilterError
 from ansible_collections.freshtrack.deploy.plugins.filter.scram_sha_256 import FilterModule
 from ansible_collections.freshtrack.deploy.plugins.module_utils import scram
+from ansible_collections.freshtrack.deploy.plugins.test.scram_secret_of import TestModule
 
 # RFC 7677 section 3: user "user", password "pencil".
 RFC_SALT = base64.b64decode("W22ZaJ0SNY7soEsUEjb6gQ==")
@@ -39,11 +40,21 @@ def test_rfc7677_server_signature_and_client_proof():
     assert hashlib.sha256(client_key).digest() == stored_key
 
 
-def test_same_password_same_secret_and_different_passwords_differ():
-    first = scram.scram_sha_256("correct horse battery staple")
-    assert first == scram.scram_sha_256("correct horse battery staple")
-    assert first != scram.scram_sha_256("correct horse battery stapler")
-    assert parse(first)[1] != parse(scram.scram_sha_256("another"))[1]  # salt follows the password
+def test_equal_passwords_get_different_random_salts():
+    secrets = [scram.scram_sha_256("correct horse battery staple") for _ in range(20)]
+    salts = {parse(secret)[1] for secret in secrets}
+    assert len(salts) == 20 and all(len(salt) == 16 for salt in salts)
+    # Each is still the password's secret: the salt is in the secret, so it verifies.
+    assert all(scram.verify("correct horse battery staple", secret) for secret in secrets)
+
+
+def test_the_secret_of_test_plugin():
+    secret_of = TestModule().tests()["scram_secret_of"]
+    kept = scram.scram_sha_256("s3cret-value")
+    assert secret_of(kept, "s3cret-value")
+    assert not secret_of(kept, "another-value")
+    for not_a_secret in ("", None, "(dry-run placeholder)", "SCRAM-SHA-256$4096:bad$x:y"):
+        assert not secret_of(not_a_secret, "s3cret-value")
 
 
 def test_verify():
