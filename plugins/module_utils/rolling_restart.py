@@ -12,7 +12,8 @@ Flow for one service: record the old containers -> create the new ones beside th
 `up --no-start --no-recreate --scale`) -> keep them out of the proxy's network -> start them ->
 wait until every one is healthy (plus an HTTP probe if asked) -> let them join the proxy's network
 -> drain the old ones -> stop them gracefully -> remove them. On any failure before the old ones
-are touched, the new ones are removed and the old ones keep serving.
+are touched, the new ones are stopped gracefully and removed, and the old ones keep serving; too
+few free proxy slots stop the rollout before anything is created.
 """
 from __future__ import annotations
 
@@ -517,20 +518,24 @@ class Rollout:
                                f"wanted {facts['replicas']}")
 
     def add_batch(self, service: str, facts: dict, count: int, total_now: int, phases: dict) -> list[dict]:
-        """Create, start and health-gate `count` new containers; on failure remove them and raise."""
+        """Create, start and health-gate `count` new containers; on any failure stop them gracefully,
+        remove them, and raise: a failed rollout leaves no container behind."""
+        network = self.options.proxy_network
+        # Before anything is created: too few free slots stop the rollout with nothing to undo.
+        slots = self.take_slots(service, count) if network else []
         before = {c.id for c in self.containers(service)}
         t0 = self.clock()
         self.log(f"{service}: creating {count} new container(s) beside {total_now}")
-        self.compose.create_replicas(service, total_now + count)
-        new = [c for c in self.containers(service) if c.id not in before]
-        _add(phases, "create", self.clock() - t0)
-        if len(new) != count:
-            self.remove(new)
-            raise RolloutError(f"compose created {len(new)} container(s) for {service}, expected {count}")
-        network = self.options.proxy_network
-        aliases = {}
-        slots = self.take_slots(service, count) if network else []
+        new = []
         try:
+            try:
+                self.compose.create_replicas(service, total_now + count)
+            finally:  # what compose created, also when it failed half-way
+                new = [c for c in self.containers(service) if c.id not in before]
+                _add(phases, "create", self.clock() - t0)
+            if len(new) != count:
+                raise RolloutError(f"compose created {len(new)} container(s) for {service}, expected {count}")
+            aliases = {}
             if network:
                 for index, container in enumerate(new):  # out of the proxy's sight until healthy
                     aliases[container.id] = _aliases(container.attrs, network) + slots[index:index + 1]
@@ -544,16 +549,16 @@ class Rollout:
                 self.wait_ready(service, new)
             finally:  # a failed rollout reports how long it waited too
                 _add(phases, "healthy", self.clock() - t2)
-        except Exception:
-            t3 = self.clock()
-            self.remove(new)
-            _add(phases, "remove_new", self.clock() - t3)
+            if network:
+                t3 = self.clock()
+                for container in new:
+                    self.client.networks.get(network).connect(container, aliases=aliases[container.id])
+                _add(phases, "join_proxy_network", self.clock() - t3)
+        except BaseException:
+            t4 = self.clock()
+            self.discard(new, facts["stop_timeout"])
+            _add(phases, "remove_new", self.clock() - t4)
             raise
-        if network:
-            t3 = self.clock()
-            for container in new:
-                self.client.networks.get(network).connect(container, aliases=aliases[container.id])
-            _add(phases, "join_proxy_network", self.clock() - t3)
         return [self.view(c) for c in new]
 
     def take_slots(self, service: str, count: int) -> list[str]:
@@ -673,6 +678,19 @@ class Rollout:
         t2 = self.clock()
         self.remove(old)
         _add(phases, "remove", self.clock() - t2)
+
+    def discard(self, containers: list, stop_timeout: int) -> None:
+        """The new containers of a failed rollout: each stopped gracefully first (SIGTERM, then up
+        to its stop timeout), so requests a proxy already sent to one finish, then removed."""
+        for container in containers:
+            try:
+                container.reload()
+                if container.status in ("running", "restarting"):
+                    container.stop(timeout=stop_timeout)
+            except Exception as error:
+                if type(error).__name__ != "NotFound":
+                    raise
+        self.remove(containers)
 
     def remove(self, containers: list) -> None:
         for container in containers:

@@ -125,6 +125,7 @@ LATE_CASES = [
     ("hardening_fail2ban_ignoreip", ["10.0.0.0/33"], "hardening_fail2ban_ignoreip: IP addresses, CIDR networks or host names"),
     ("freshtrack_readings_table", "sensor readings", "freshtrack_readings_table / freshtrack_readings_time_column: plain SQL names"),
     ("hardening_ssh_group_members", ["CI Deploy"], "hardening_ssh_group_members: user names"),
+    ("freshtrack_container_pids_limit", 10, "freshtrack_container_pids_limit: at least 64"),
 ]
 # Type errors: one line naming the variable, not Ansible's dump of the whole argument spec.
 TYPE_CASES = [

@@ -181,3 +181,12 @@ def test_unknown_service_and_unreachable_engine_fail_clearly(project):
     assert result.get("failed") and "service nosuch is not in the compose project" in result["msg"]
     result = roll(project, "v2", docker_host="unix:///nonexistent.sock")
     assert result.get("failed") and "cannot reach the Docker daemon" in result["msg"]
+
+
+def test_too_few_proxy_slots_stop_the_rollout_before_anything_is_created(project):
+    """Before: the module failed clearly but left its new containers behind, in state Created."""
+    before = backend_ids()
+    result = roll(project, "current", proxy_slots=1)
+    assert result.get("failed") and "need a proxy slot but only 1 of 1 are free" in result["msg"], result.get("msg")
+    assert backend_ids() == before
+    assert {image_of(c) for c in before} == {IMAGES["v2"]}

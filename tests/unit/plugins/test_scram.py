@@ -41,7 +41,7 @@ def test_rfc7677_server_signature_and_client_proof():
 
 
 def test_equal_passwords_get_different_random_salts():
-    secrets = [scram.scram_sha_256("correct horse battery staple") for _ in range(20)]
+    secrets = [scram.scram_sha_256("correct horse battery staple") for _round in range(20)]
     salts = {parse(secret)[1] for secret in secrets}
     assert len(salts) == 20 and all(len(salt) == 16 for salt in salts)
     # Each is still the password's secret: the salt is in the secret, so it verifies.
