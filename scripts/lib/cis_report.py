@@ -46,6 +46,8 @@ def parse(text: str) -> dict:
         "section_5_findings_per_container": containers,
         "section_5_findings": sum(len(v) for v in containers.values()),
         "section_5_most_per_container": max((len(v) for v in containers.values()), default=0),
+        # A check lists a container once per port it publishes: the distinct checks it failed.
+        "section_5_checks_per_container": {c: len({f.split()[0] for f in v}) for c, v in containers.items()},
     }
 
 
@@ -60,7 +62,8 @@ def main() -> None:
     print(f"section 5 (containers, less AppArmor/SELinux): {figures['section_5_findings']} findings, "
           f"at most {figures['section_5_most_per_container']} per container")
     for container, findings in figures["section_5_findings_per_container"].items():
-        print(f"  {container:40s} {len(findings)}  {'; '.join(findings)}")
+        checks = figures["section_5_checks_per_container"][container]
+        print(f"  {container:32s} {len(findings)} findings, {checks} checks  {'; '.join(sorted(set(findings)))}")
     for warn in figures["section_5_host_level_warn"]:
         print(f"  (host) {warn}")
 

@@ -37,6 +37,7 @@ def test_findings_per_container_without_apparmor_and_selinux():
     }
     assert figures["section_5_findings"] == 3
     assert figures["section_5_most_per_container"] == 1
+    assert figures["section_5_checks_per_container"] == {"freshtrack-caddy": 1, "freshtrack-postgres": 1, "freshtrack-redis": 1}
     assert figures["section_5_host_level_warn"] == ["5.1 Ensure swarm mode is not Enabled, if not needed (Automated)"]
 
 
