@@ -11,7 +11,8 @@ starts, connects, stops and removes containers.
 Flow for one service: record the old containers -> create the new ones beside them (compose
 `up --no-start --no-recreate --scale`) -> keep them out of the proxy's network -> start them ->
 wait until every one is healthy (plus an HTTP probe if asked) -> let them join the proxy's network
--> drain the old ones -> stop them gracefully -> remove them. On any failure before the old ones
+-> take the old ones out of the proxy's sight (their aliases and slot dropped, same address, so
+requests in flight finish) -> drain -> stop them gracefully -> remove them. On any failure before the old ones
 are touched, the new ones are stopped gracefully and removed, and the old ones keep serving; too
 few free proxy slots stop the rollout before anything is created.
 """
@@ -45,6 +46,7 @@ class RolloutOptions:
     proxy_slots: int | None = None
     drain_command: list | None = None
     drain_delay: float = 2.0
+    proxy_withdraw: str = "auto"
     stop_timeout: int | None = None
     force: bool = False
     log_lines: int = 20
@@ -391,8 +393,10 @@ class Rollout:
     POLL_INTERVAL = 1.0  # seconds between looks at the new containers' health
 
     def __init__(self, client, compose: Compose, project: str, options: RolloutOptions, log=None, sleep=time.sleep,
-                 clock=time.monotonic):
+                 clock=time.monotonic, warn=None):
         self.client = client
+        self.warn = warn or (lambda message: None)
+        self.pinnable = {}  # network -> whether containers can rejoin it at the address they had
         self.compose = compose
         self.project = project
         self.options = options
@@ -500,6 +504,8 @@ class Rollout:
         return result
 
     def execute(self, service, facts, steps, result, by_id, unslotted) -> None:
+        result["withdraw"] = self.will_withdraw(service, [by_id[v["id"]] for v in steps["replace"]
+                                                          if v["status"] == "running"], facts["image_id"])
         if unslotted:
             self.adopt(service, [by_id[v["id"]] for v in unslotted])
         total_now = len(facts["containers"])
@@ -507,7 +513,8 @@ class Rollout:
             new_views = self.add_batch(service, facts, count, total_now, result["phases"]) if count else []
             total_now += len(new_views)
             result["new"] += [_public(v) for v in new_views]
-            self.retire(service, [by_id[v["id"]] for v in retire], facts["stop_timeout"], result["phases"])
+            self.retire(service, [by_id[v["id"]] for v in retire], facts["stop_timeout"], result["phases"],
+                        result["withdraw"])
             total_now -= len(retire)
             result["removed"] += [v["id"] for v in retire]
         final = [self.view(c) for c in self.containers(service)]
@@ -609,6 +616,64 @@ class Rollout:
         mine = set(slot_aliases(pattern, self.slot_count()))
         return [v for v in views if not mine & set(v.get("aliases", {}).get(network, []))]
 
+    # -- leaving the proxy's sight -------------------------------------------------------------
+    def will_withdraw(self, service: str, running_old: list, image_id: str) -> bool:
+        """Whether the old containers leave the proxy's view before their stop signal; decided before
+        anything is created, so `proxy_withdraw: always` on a network that cannot do it changes nothing."""
+        network, mode = self.options.proxy_network, self.options.proxy_withdraw
+        if not (network and running_old) or mode == "never":
+            return False
+        address = _ipv4(running_old[0].attrs, network)
+        if network not in self.pinnable:
+            self.pinnable[network] = bool(address) and self.can_pin(network, address, image_id)
+        if self.pinnable[network]:
+            return True
+        why = (f"proxy_network {network} has no user-configured subnet, so an old container cannot leave the "
+               "proxy's DNS and keep its address while requests in flight finish")
+        if mode == "always":
+            raise RolloutError(f"{why}: give the network a subnet (compose: networks.<name>.ipam.config "
+                               "[{subnet: ...}]), or set proxy_withdraw to auto")
+        self.warn(f"rolling_restart {service}: {why}; old containers stay in it until their stop signal, so the "
+                  "rollout relies on the app failing readiness on SIGTERM. Give the network a subnet to fix it.")
+        return False
+
+    def can_pin(self, network: str, address: str, image_id: str) -> bool:
+        """Whether the engine lets a container join `network` at a chosen address, which it allows only
+        on networks with a user-configured subnet (not visible in `network inspect` when the user also
+        set the gateway). Tried on a container created for the purpose, never started, then removed:
+        a created container's endpoint takes no address until it starts."""
+        probe = self.client.containers.create(image_id, labels={"org.freshtrack.rolling-restart": "probe"})
+        try:
+            self.client.networks.get(network).connect(probe, ipv4_address=address)
+            return True
+        except Exception as error:
+            if "user configured subnet" in str(error) or "user defined networks only" in str(error):
+                return False
+            raise
+        finally:
+            probe.remove(force=True)
+
+    def withdraw(self, service: str, container) -> None:
+        """Take a running container out of the proxy's sight without cutting what it is serving: its
+        endpoint on proxy_network is re-created at the same address (and MAC) without aliases, so
+        the service name and its slot alias stop resolving to it, while connections already open
+        to its address carry on."""
+        network = self.options.proxy_network
+        container.reload()
+        endpoint = ((container.attrs.get("NetworkSettings") or {}).get("Networks") or {}).get(network) or {}
+        address, mac = endpoint.get("IPAddress"), endpoint.get("MacAddress")
+        aliases = _aliases(container.attrs, network)
+        extra = {"mac_address": mac} if mac and _api_at_least(self.client, "1.44") else {}
+        net = self.client.networks.get(network)
+        net.disconnect(container)
+        try:
+            net.connect(container, ipv4_address=address, **extra)
+        except Exception:
+            net.connect(container, aliases=aliases)  # never left off the network it serves on
+            raise
+        self.log(f"{service}: {container.name} left the proxy's view ({network} {address}; "
+                 f"{', '.join(aliases) or 'no alias'} no longer resolve to it)")
+
     def wait_ready(self, service: str, new: list) -> None:
         timeout = float(self.options.health_timeout)
         wait_fixed = self.options.wait_fixed
@@ -652,12 +717,17 @@ class Rollout:
             lines.append(f"last {tail} log lines:\n{logs}")
         return "\n".join(lines)
 
-    def retire(self, service: str, old: list, stop_timeout: int, phases: dict) -> None:
-        """Drain, stop gracefully and remove old containers."""
+    def retire(self, service: str, old: list, stop_timeout: int, phases: dict, withdraw: bool = False) -> None:
+        """Take out of the proxy's sight, drain, stop gracefully and remove old containers."""
         if not old:
             return
         running = [c for c in old if self.view(c)["status"] == "running"]
         t0 = self.clock()
+        if withdraw and running:
+            for container in running:
+                self.withdraw(service, container)
+            _add(phases, "withdraw", self.clock() - t0)
+            t0 = self.clock()
         command = self.options.drain_command
         if command and running:
             for container in running:
@@ -714,6 +784,20 @@ def _aliases(attrs: dict, network: str) -> list[str]:
     endpoint = ((attrs.get("NetworkSettings") or {}).get("Networks") or {}).get(network) or {}
     short_id = attrs.get("Id", "")[:12]
     return [alias for alias in endpoint.get("Aliases") or [] if alias != short_id]
+
+
+def _ipv4(attrs: dict, network: str) -> str | None:
+    endpoint = ((attrs.get("NetworkSettings") or {}).get("Networks") or {}).get(network) or {}
+    return endpoint.get("IPAddress") or None
+
+
+def _api_at_least(client, version: str) -> bool:
+    """The engine API the client talks is `version` or newer (MAC addresses on connect need 1.44)."""
+    try:
+        have = tuple(int(part) for part in str(client.api.api_version).split("."))
+    except (AttributeError, ValueError):
+        return False
+    return have >= tuple(int(part) for part in version.split("."))
 
 
 def _address(attrs: dict) -> str:

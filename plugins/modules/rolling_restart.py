@@ -15,11 +15,11 @@ description:
     below the desired replica count (max unavailable 0).
   - With I(proxy_network), new containers stay out of that network until they are healthy, then join
     it with the aliases compose gave them, so a proxy that finds replicas by DNS never sends a request
-    to one that is not ready. With I(proxy_alias) they also get a free slot alias
+    to one that is not ready; old containers leave the proxy's view before their stop signal (see
+    I(proxy_withdraw)). With I(proxy_alias) they also get a free slot alias
     (C(backend-slot-1) .. C(backend-slot-N)), the fixed upstream list of a proxy that health-checks
-    its upstreams, as Caddy does only for static upstreams. An old container then fails its
-    readiness check when told to stop (or after I(drain_command)), the proxy takes it out of rotation,
-    and it stops without a request in flight.
+    its upstreams, as Caddy does only for static upstreams; an old container releases its slot
+    when it leaves the proxy's view.
   - If a new container turns unhealthy, exits, restarts or is not healthy within I(health_timeout),
     the new containers are removed, the old ones are left untouched and serving, and the module
     fails with the container's last health-check output and the tail of its log.
@@ -125,10 +125,25 @@ options:
     elements: str
   drain_delay:
     description:
-      - Seconds between the new containers joining and the old ones being stopped; at least the
-        proxy's DNS refresh or health-check interval so it routes to the new ones first.
+      - Seconds between the old containers leaving the proxy's view (or, without I(proxy_network),
+        the new ones being ready) and the old ones' stop signal; at least the proxy's DNS refresh or
+        health-check interval plus the longest request, so what the proxy already sent them finishes.
     type: float
     default: 2
+  proxy_withdraw:
+    description:
+      - Whether old containers leave the proxy's view before their stop signal, so no request reaches
+        an app that is shutting down, whatever it does on SIGTERM. Their endpoint on I(proxy_network)
+        is re-created at the same address without aliases (the service name and the slot alias stop
+        resolving to them; connections already open carry on), then the module waits I(drain_delay).
+      - Keeping the address needs a network with a user-configured subnet (compose
+        C(networks.<name>.ipam.config)). C(auto) withdraws where the network allows it and warns where
+        it does not (old containers then stay in the proxy's DNS until stopped, and the rollout relies
+        on the app failing its readiness check on SIGTERM); C(always) refuses such a network before
+        anything is created; C(never) leaves old containers in the proxy's view until stopped.
+    type: str
+    choices: [auto, always, never]
+    default: auto
   stop_timeout:
     description:
       - Seconds an old container gets to finish in-flight work after SIGTERM (its stop signal)
@@ -239,8 +254,13 @@ services:
       type: list
       elements: int
     phases:
-      description: Seconds spent in create, start, healthy, join_proxy_network, drain, stop and remove (remove_new after a failure).
+      description: >-
+        Seconds spent in create, start, healthy, join_proxy_network, withdraw (old containers leaving
+        the proxy's view), drain, stop and remove (remove_new after a failure).
       type: dict
+    withdraw:
+      description: Whether the old containers left the proxy's view before their stop signal (see I(proxy_withdraw)).
+      type: bool
     duration:
       description: Seconds for the service.
       type: float
@@ -297,6 +317,7 @@ def argument_spec() -> dict:
         proxy_slots=dict(type="int"),
         drain_command=dict(type="list", elements="str"),
         drain_delay=dict(type="float", default=RolloutOptions.default("drain_delay")),
+        proxy_withdraw=dict(type="str", choices=["auto", "always", "never"], default=RolloutOptions.default("proxy_withdraw")),
         stop_timeout=dict(type="int"),
         force=dict(type="bool", default=RolloutOptions.default("force")),
         docker_host=dict(type="str", default="unix:///var/run/docker.sock"),
@@ -331,7 +352,8 @@ def main():
     results = []
     try:
         project = params["project_name"] or compose.config().get("name")
-        rollout = Rollout(client, compose, project, RolloutOptions.from_params(params), log=messages.append)
+        rollout = Rollout(client, compose, project, RolloutOptions.from_params(params), log=messages.append,
+                          warn=module.warn)
         for service in params["services"]:
             results.append(rollout.roll(service, check_mode=module.check_mode))
     except RolloutError as error:

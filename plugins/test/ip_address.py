@@ -24,6 +24,12 @@ options:
     description: Also accept a CIDR network.
     type: bool
     default: false
+  strict:
+    description:
+      - With O(network=true), only a CIDR network without host bits, such as C(172.23.255.0/24) and not
+        C(172.23.255.5/24): the rule Docker applies to a network's subnet.
+    type: bool
+    default: false
 """
 
 EXAMPLES = r"""
@@ -31,6 +37,10 @@ EXAMPLES = r"""
   ansible.builtin.assert:
     that: observability_ui_address is freshtrack.deploy.ip_address
     fail_msg: "observability_ui_address: an IP address such as 127.0.0.1"
+
+- name: A Docker network's subnet
+  ansible.builtin.assert:
+    that: stack_edge_subnet is freshtrack.deploy.ip_address(network=true, strict=true)
 
 - name: A firewall source is an address or a network
   ansible.builtin.assert:
@@ -46,12 +56,14 @@ _value:
 import ipaddress
 
 
-def ip_address(value, network=False):
+def ip_address(value, network=False, strict=False):
     if not isinstance(value, str) or value != value.strip() or not value:
         return False
     try:
         if network and "/" in value:
-            ipaddress.ip_network(value, strict=False)
+            ipaddress.ip_network(value, strict=strict)
+        elif network and strict:
+            return False
         else:
             ipaddress.ip_address(value)
     except ValueError:

@@ -4,7 +4,8 @@ Endpoints: /health (database and Redis), /health/ready, /health/live, /metrics (
 POST /api/readings (one sensor reading, inserted through PgBouncer), GET /api/readings/count.
 SIGTERM: /health/ready turns 503 at once, requests are still served for SHUTDOWN_DELAY_SECONDS (3)
 while the proxy's health checks take the replica out, then the listener closes, in-flight requests
-finish and it exits 0.
+finish and it exits 0. ON_SIGTERM=exit is an app without that convention: ready to the end, it exits
+at once, cutting whatever it was serving.
 
 `app.py migrate` creates the schema and records APP_VERSION in schema_migrations, then exits.
 `app.py worker` runs the background worker instead: every WORKER_INTERVAL seconds (2) it checks
@@ -265,6 +266,9 @@ def main() -> None:
     server = Server(("0.0.0.0", int(os.environ.get("PORT", "3000"))), Handler)
 
     def stop(signum, _frame):
+        if os.environ.get("ON_SIGTERM") == "exit":  # no lame duck: connections and requests cut
+            print(json.dumps({"msg": f"signal {signum}: exiting at once", "version": VERSION}), flush=True)
+            os._exit(0)
         # Lame duck: readiness fails at once so the proxy's health checks take this replica out,
         # requests still arriving meanwhile are served, and only then the listener closes.
         draining.set()

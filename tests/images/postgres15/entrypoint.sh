@@ -11,7 +11,10 @@ if [ -n "${POSTGRES_PASSWORD_FILE:-}" ]; then
   POSTGRES_PASSWORD=$(cat "$POSTGRES_PASSWORD_FILE"); export POSTGRES_PASSWORD; unset POSTGRES_PASSWORD_FILE
 fi
 if [ "$(id -u)" = 0 ]; then
+  # As the official image does, also for its socket directory (a tmpfs on a read-only image):
+  # CHOWN, FOWNER, and SETUID/SETGID to drop to postgres are all the capabilities this needs.
   mkdir -p "$PGDATA" && chown postgres:postgres "$PGDATA" && chmod 700 "$PGDATA"
+  mkdir -p /var/run/postgresql && chown postgres:postgres /var/run/postgresql && chmod 3775 /var/run/postgresql
   exec setpriv --reuid=postgres --regid=postgres --init-groups "$0" "$@"
 fi
 [ "${1:-postgres}" = postgres ] && shift || true

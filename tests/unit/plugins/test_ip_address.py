@@ -28,3 +28,10 @@ def test_networks_only_when_asked(value):
 @pytest.mark.parametrize("value", ["10.0.0.0/33", "10.0.0.300/24", "fd00::/129", "any", "10.0.0.0/"])
 def test_bad_networks(value):
     assert not ip_address(value, network=True)
+
+
+@pytest.mark.parametrize("value, strict_ok", [("172.23.255.0/24", True), ("172.23.255.5/24", False),
+                                              ("10.0.0.0/8", True), ("172.23.255.0", False), ("fd00::/64", True)])
+def test_strict_networks_have_no_host_bits_as_docker_requires(value, strict_ok):
+    assert ip_address(value, network=True, strict=True) is strict_ok
+    assert ip_address(value, network=True) is True

@@ -278,3 +278,105 @@ def test_options_from_params_take_what_is_set_and_default_the_rest():
 def dataclasses_frozen_error():
     import dataclasses
     return dataclasses.FrozenInstanceError
+
+
+# ---- Leaving the proxy's view before the stop signal --------------------------------------------------
+
+class FakeAPIError(Exception):
+    pass
+
+
+class FakeEngine:
+    """The few engine calls the withdrawal makes, recorded; `subnet` says whether the network was
+    given one (only then does the engine take a chosen address)."""
+
+    def __init__(self, subnet: bool, api_version="1.41"):
+        self.subnet, self.calls, self.api = subnet, [], type("Api", (), {"api_version": api_version})()
+        self.containers, self.networks = self, self
+
+    def create(self, image, labels=None):
+        self.calls.append(("create", image))
+        return FakeContainer("probe", self)
+
+    def get(self, name):
+        return FakeNetwork(name, self)
+
+
+class FakeNetwork:
+    def __init__(self, name, engine):
+        self.name, self.engine = name, engine
+
+    def connect(self, container, **kwargs):
+        self.engine.calls.append(("connect", container.name, kwargs))
+        if kwargs.get("ipv4_address") and not self.engine.subnet:
+            raise FakeAPIError("user specified IP address is supported only when connecting to networks "
+                               "with user configured subnets")
+
+    def disconnect(self, container):
+        self.engine.calls.append(("disconnect", container.name))
+
+
+class FakeContainer:
+    def __init__(self, name, engine, address="172.23.255.5"):
+        self.name, self.engine = name, engine
+        self.attrs = {"Id": "0123456789abcdef", "NetworkSettings": {"Networks": {"edge": {
+            "IPAddress": address, "MacAddress": "02:42:ac:17:ff:05", "Aliases": ["backend", "backend-slot-2",
+                                                                                   "0123456789ab"]}}}}
+
+    def reload(self):
+        pass
+
+    def remove(self, force=False):
+        self.engine.calls.append(("remove", self.name))
+
+
+def rollout(engine, mode="auto", warnings=None):
+    options = rr.RolloutOptions(proxy_network="edge", proxy_withdraw=mode)
+    return rr.Rollout(engine, compose=None, project="p", options=options,
+                      warn=(warnings.append if warnings is not None else None))
+
+
+@pytest.mark.parametrize("subnet, mode, expected", [
+    (True, "auto", True), (True, "always", True), (True, "never", False),
+    (False, "auto", False), (False, "never", False),
+])
+def test_withdrawal_only_where_the_network_keeps_the_address(subnet, mode, expected):
+    engine, warnings = FakeEngine(subnet), []
+    old = FakeContainer("backend-1", engine)
+    assert rollout(engine, mode, warnings).will_withdraw("backend", [old], "sha256:img") is expected
+    probed = [call for call in engine.calls if call[0] == "create"]
+    assert len(probed) == (0 if mode == "never" else 1)
+    assert ("remove", "probe") in engine.calls or mode == "never"  # the probe never outlives the question
+    assert bool(warnings) == (not subnet and mode == "auto")
+    if warnings:
+        assert "no user-configured subnet" in warnings[0] and "readiness on SIGTERM" in warnings[0]
+
+
+def test_withdrawal_required_on_a_network_without_a_subnet_refuses_before_anything_changes():
+    engine = FakeEngine(subnet=False)
+    with pytest.raises(rr.RolloutError, match="no user-configured subnet.*give the network a subnet"):
+        rollout(engine, "always").will_withdraw("backend", [FakeContainer("backend-1", engine)], "sha256:img")
+    assert [call[0] for call in engine.calls] == ["create", "connect", "remove"]  # only the probe
+
+
+def test_nothing_to_withdraw_without_proxy_network_or_running_old_containers():
+    engine = FakeEngine(subnet=True)
+    assert rollout(engine).will_withdraw("backend", [], "sha256:img") is False
+    no_proxy = rr.Rollout(engine, None, "p", rr.RolloutOptions())
+    assert no_proxy.will_withdraw("backend", [FakeContainer("backend-1", engine)], "sha256:img") is False
+    assert engine.calls == []
+
+
+@pytest.mark.parametrize("api_version, with_mac", [("1.41", False), ("1.44", True), ("1.47", True)])
+def test_withdraw_rejoins_at_the_same_address_without_aliases(api_version, with_mac):
+    engine = FakeEngine(subnet=True, api_version=api_version)
+    rollout(engine).withdraw("backend", FakeContainer("backend-1", engine))
+    expected = {"ipv4_address": "172.23.255.5", **({"mac_address": "02:42:ac:17:ff:05"} if with_mac else {})}
+    assert engine.calls == [("disconnect", "backend-1"), ("connect", "backend-1", expected)]
+
+
+def test_withdraw_that_cannot_rejoin_puts_the_container_back_with_its_aliases():
+    engine = FakeEngine(subnet=False)
+    with pytest.raises(FakeAPIError):
+        rollout(engine).withdraw("backend", FakeContainer("backend-1", engine))
+    assert engine.calls[-1] == ("connect", "backend-1", {"aliases": ["backend", "backend-slot-2"]})
