@@ -126,6 +126,13 @@ LATE_CASES = [
     ("freshtrack_readings_table", "sensor readings", "freshtrack_readings_table / freshtrack_readings_time_column: plain SQL names"),
     ("hardening_ssh_group_members", ["CI Deploy"], "hardening_ssh_group_members: user names"),
     ("freshtrack_container_pids_limit", 10, "freshtrack_container_pids_limit: at least 64"),
+    # User-namespace remapping: switched off on a host whose (remapped) Docker keeps the database's
+    # volume, which would vanish from its sight; a range below the host's accounts; one overlapping
+    # the subordinate ids useradd gave the login account.
+    ("freshtrack_userns_remap", False, "freshtrack_userns_remap: False would switch Docker's user-namespace remapping off"),
+    ("freshtrack_userns_base", 5000, "freshtrack_userns_base: 100000 or more"),
+    ("freshtrack_userns_base", 120000, "overlaps the subordinate ids of ops (100000+65536)"),
+    ("stack_edge_subnet", "172.23.255.7/24", "stack_edge_subnet: an IPv4 network from /16 to /28 without host bits"),
 ]
 # Type errors: one line naming the variable, not Ansible's dump of the whole argument spec.
 TYPE_CASES = [
@@ -183,7 +190,13 @@ def container():
     # Facts and asserts need no systemd: a plain process keeps the container alive.
     docker("run", "-d", "--name", name, IMAGE, "sleep", "infinity")
     try:
+        # useradd gives the login account subordinate ids (100000+65536) once /etc/subuid exists.
+        docker("exec", name, "touch", "/etc/subuid", "/etc/subgid")
         docker("exec", name, "useradd", "--uid", str(LOGIN_UID), "--shell", "/bin/bash", LOGIN_USER)
+        # A host whose Docker is remapped (the default) and keeps the database's volume.
+        docker("exec", name, "sh", "-c", "mkdir -p /etc/docker /var/lib/docker/1000000.1000000/volumes/freshtrack_postgres_data"
+               " && echo '{\"userns-remap\": \"dockremap\"}' > /etc/docker/daemon.json"
+               " && echo dockremap:1000000:65536 >> /etc/subuid && echo dockremap:1000000:65536 >> /etc/subgid")
         # What the fixture itself changed, so the last test sees only what the runs changed.
         baseline = set(docker("diff", name).splitlines())
         yield name, baseline

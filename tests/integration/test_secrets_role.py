@@ -6,6 +6,8 @@ values from the requested alphabet and length; supplied secrets follow their Vau
 required one that is missing stops the run before anything is written.
 SCRAM secrets (the `scram` entry point, for PostgreSQL and PgBouncer): a random salt each, so equal
 passwords get different secrets; kept while they belong to their password, replaced when it changed.
+The tests run without user-namespace remapping (root-owned files); the last one with it: every file's
+owner is its container user's uid plus the remapping's base, as a remapped engine shows it inside.
 """
 from __future__ import annotations
 
@@ -65,7 +67,7 @@ def host(tmp_path_factory):
 
 def converge(host, extra: dict, *args: str, playbook: str = "play.yml") -> subprocess.CompletedProcess:
     _name, work = host
-    (work / "extra.json").write_text(json.dumps(extra))
+    (work / "extra.json").write_text(json.dumps({"freshtrack_userns_remap": False, **extra}))
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
                ANSIBLE_COLLECTIONS_PATH=str(ROOT / "collections"))
     return subprocess.run(["ansible-playbook", str(work / playbook), "-i", str(work / "hosts.yml"),
@@ -193,3 +195,21 @@ def test_scram_secrets_random_salts_kept_until_the_password_changes(host):
     assert "changed=1" in recap(third), third.stdout[-3000:]
     after = read_secrets(host)
     assert verify("rotated-password-987654", after["pw_a_scram"]) and after["pw_b_scram"] == b
+
+
+def test_under_user_namespace_remapping_each_file_belongs_to_its_container_user_on_the_host(host):
+    """Remapped, a container's uid N is host uid base + N: the app's secrets go to base + 65532, the
+    SCRAM secret PostgreSQL's entrypoint reads as root to base + 0, the rest likewise to base + 0."""
+    name, _work = host
+    sh("docker", "exec", name, "rm", "-rf", DIR)
+    remapped = {"freshtrack_userns_remap": True, "freshtrack_userns_base": 1000000,
+                "secrets_supplied": {"pw_a": "a-password-123456", "pw_b": "b-password-123456"}}
+    assert converge(host, remapped).returncode == 0
+    assert converge(host, remapped, playbook="scram.yml").returncode == 0
+    owners = dict(line.split(" ", 1)[::-1] for line in sh(
+        "docker", "exec", name, "sh", "-c", f"cd {DIR} && stat -c '%u:%g %n' *").stdout.splitlines())
+    assert owners["jwt_secret"] == owners["postgres_password"] == "1065532:1065532", owners
+    assert owners["grafana_admin_password"] == "1000472:1000000", owners
+    assert owners["pw_a_scram"] == owners["minio_root_user"] == "1000000:1000000", owners
+    again = converge(host, remapped)
+    assert "changed=0" in recap(again), recap(again)
