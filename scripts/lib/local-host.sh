@@ -37,8 +37,8 @@ ensure_local_host() {
   start_systemd_container "$LOCAL_HOST_NAME" "freshtrack-test/$LOCAL_HOST_IMAGE:local" \
     -v "$LOCAL_HOST_NAME-docker:/var/lib/docker" -v "$ARCHIVES_DIR:$LOCAL_ARCHIVES_MOUNT:ro" \
     --add-host app.freshtrack.test:127.0.0.1 --add-host api.freshtrack.test:127.0.0.1
-  # As on a VM: /proc/sys writable for the engine's per-network-namespace settings.
-  docker exec "$LOCAL_HOST_NAME" mount -o remount,rw /proc/sys
+  # As on a VM: /proc unmasked and /proc/sys writable (images.sh).
+  unmask_proc "$LOCAL_HOST_NAME"
   wait_for_boot "$LOCAL_HOST_NAME"
 }
 
