@@ -27,7 +27,7 @@ options:
   strict:
     description:
       - With O(network=true), only a CIDR network without host bits, such as C(172.23.255.0/24) and not
-        C(172.23.255.5/24): the rule Docker applies to a network's subnet.
+        C(172.23.255.5/24), which is the rule Docker applies to a network's subnet.
     type: bool
     default: false
 """

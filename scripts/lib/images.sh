@@ -180,11 +180,11 @@ start_systemd_container() {
     "$@" "$image" /lib/systemd/systemd >/dev/null
 }
 
-# /proc as on a VM: Docker's masks over /proc paths removed and /proc/sys writable (the engine's
-# per-network settings). The kernel lets an engine mount /proc inside a remapped user namespace only
-# where no /proc path is covered (mount_too_revealing); test hosts only, never a real one.
+# /proc and /sys as on a VM: Docker's masks removed and /proc/sys writable (the engine's per-network
+# settings). The kernel lets an engine mount /proc and /sys inside a remapped user namespace only
+# where no path of theirs is covered (mount_too_revealing); test hosts only, never a real one.
 unmask_proc() {
-  docker exec "$1" bash -c "set -o pipefail; grep -o ' /proc/[^ ]*' /proc/self/mounts | sort -r | xargs -r -n1 umount -l"
+  docker exec "$1" bash -c "set -o pipefail; grep -oE ' /(proc/[^ ]*|sys/firmware)' /proc/self/mounts | sort -r | xargs -r -n1 umount -l"
 }
 
 # systemd in a fresh container needs a moment before its bus answers.
