@@ -216,8 +216,9 @@ class Postgres:
             fd = os.open(self._pgpass, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as handle:
                 handle.write(f"*:*:*:{self.user}:{password.replace(chr(92), chr(92) * 2).replace(':', chr(92) + ':')}\n")
+        # The host's user namespace: the host's network, and a pgpass file only root may read.
         return ["docker", "run", "--rm"] + (["-i"] if interactive else []) + [
-            "--network", "host", "-v", f"{self._pgpass}:/run/pgpass:ro", "-e", "PGPASSFILE=/run/pgpass",
+            "--network", "host", "--userns", "host", "-v", f"{self._pgpass}:/run/pgpass:ro", "-e", "PGPASSFILE=/run/pgpass",
             "-e", f"PGHOST={self.source['host']}", "-e", f"PGPORT={self.source.get('port', 5432)}",
             "-e", f"PGSSLMODE={self.source.get('sslmode', 'require')}", self.source["image"]]
 
