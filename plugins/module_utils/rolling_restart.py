@@ -11,9 +11,9 @@ starts, connects, stops and removes containers.
 Flow for one service: record the old containers -> create the new ones beside them (compose
 `up --no-start --no-recreate --scale`) -> keep them out of the proxy's network -> start them ->
 wait until every one is healthy (plus an HTTP probe if asked) -> let them join the proxy's network
--> take the old ones out of the proxy's sight (their aliases and slot dropped, same address, so
-requests in flight finish) -> drain -> stop them gracefully -> remove them. On any failure before the old ones
-are touched, the new ones are stopped gracefully and removed, and the old ones keep serving; too
+-> take the old ones out of the proxy's sight (aliases and slot dropped, address kept for the
+requests in flight) -> drain -> stop them gracefully -> remove them. On any failure before the old
+ones are touched, the new ones are stopped gracefully and removed, and the old ones keep serving; too
 few free proxy slots stop the rollout before anything is created.
 """
 from __future__ import annotations
@@ -650,8 +650,8 @@ class Rollout:
             if "user configured subnet" in str(error) or "user defined networks only" in str(error):
                 return False
             raise
-        finally:
-            probe.remove(force=True)
+        finally:  # with the anonymous volumes its image may declare: nobody's data
+            probe.remove(force=True, v=True)
 
     def withdraw(self, service: str, container) -> None:
         """Take a running container out of the proxy's sight without cutting what it is serving: its
@@ -660,7 +660,7 @@ class Rollout:
         to its address carry on."""
         network = self.options.proxy_network
         container.reload()
-        endpoint = ((container.attrs.get("NetworkSettings") or {}).get("Networks") or {}).get(network) or {}
+        endpoint = _endpoint(container.attrs, network)
         address, mac = endpoint.get("IPAddress"), endpoint.get("MacAddress")
         aliases = _aliases(container.attrs, network)
         extra = {"mac_address": mac} if mac and _api_at_least(self.client, "1.44") else {}
@@ -780,15 +780,19 @@ def _public(view: dict) -> dict:
     return {key: view.get(key) for key in keys}
 
 
+def _endpoint(attrs: dict, network: str) -> dict:
+    """A container's endpoint on `network`, from `docker inspect` ({} when not attached)."""
+    return ((attrs.get("NetworkSettings") or {}).get("Networks") or {}).get(network) or {}
+
+
 def _aliases(attrs: dict, network: str) -> list[str]:
-    endpoint = ((attrs.get("NetworkSettings") or {}).get("Networks") or {}).get(network) or {}
+    endpoint = _endpoint(attrs, network)
     short_id = attrs.get("Id", "")[:12]
     return [alias for alias in endpoint.get("Aliases") or [] if alias != short_id]
 
 
 def _ipv4(attrs: dict, network: str) -> str | None:
-    endpoint = ((attrs.get("NetworkSettings") or {}).get("Networks") or {}).get(network) or {}
-    return endpoint.get("IPAddress") or None
+    return _endpoint(attrs, network).get("IPAddress") or None
 
 
 def _api_at_least(client, version: str) -> bool:

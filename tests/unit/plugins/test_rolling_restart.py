@@ -326,7 +326,7 @@ class FakeContainer:
     def reload(self):
         pass
 
-    def remove(self, force=False):
+    def remove(self, force=False, v=False):
         self.engine.calls.append(("remove", self.name))
 
 
