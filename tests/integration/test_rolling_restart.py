@@ -219,7 +219,7 @@ def dns_project(tmp_path_factory):
         compose("down", "-v", "-t", "2", check=False, settings=DNS_SETTINGS)
 
 
-DNS_ROLL = {"proxy_alias": None, "proxy_slots": None, "proxy_withdraw": "always", "drain_delay": 3}
+DNS_ROLL = {"proxy_alias": None, "proxy_slots": None, "proxy_withdraw": "always", "drain_delay": 2}
 
 
 def test_five_rollouts_behind_a_dns_resolved_proxy_drop_no_request_of_an_app_that_exits_on_sigterm(dns_project):
