@@ -239,8 +239,9 @@ def test_five_rollouts_behind_a_dns_resolved_proxy_drop_no_request_of_an_app_tha
         assert_no_request_failed(summary, rate=45)  # asked for 50/s
         assert summary["ok_2xx"] >= 50 * 8, summary
         assert rows(prefix, DNS_SETTINGS) == summary["ok_2xx"]
-    assert not [line for line in subprocess.run(["docker", "ps", "-aq", "--filter", "label=org.freshtrack.rolling-restart"],
-                                                capture_output=True, text=True, check=True).stdout.split()]
+    probes = subprocess.run(["docker", "ps", "-aq", "--filter", "label=org.freshtrack.rolling-restart"],
+                            capture_output=True, text=True, check=True).stdout.split()
+    assert probes == [], probes
 
 
 @pytest.mark.skipif(os.environ.get("ROLLOUT_CONTROL") != "1", reason="a measurement: scripts/measure-rollout runs it")

@@ -319,9 +319,9 @@ class FakeNetwork:
 class FakeContainer:
     def __init__(self, name, engine, address="172.23.255.5"):
         self.name, self.engine = name, engine
-        self.attrs = {"Id": "0123456789abcdef", "NetworkSettings": {"Networks": {"edge": {
-            "IPAddress": address, "MacAddress": "02:42:ac:17:ff:05", "Aliases": ["backend", "backend-slot-2",
-                                                                                   "0123456789ab"]}}}}
+        endpoint = {"IPAddress": address, "MacAddress": "02:42:ac:17:ff:05",
+                    "Aliases": ["backend", "backend-slot-2", "0123456789ab"]}
+        self.attrs = {"Id": "0123456789abcdef", "NetworkSettings": {"Networks": {"edge": endpoint}}}
 
     def reload(self):
         pass
