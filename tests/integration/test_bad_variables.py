@@ -141,7 +141,63 @@ TYPE_CASES = [
     ("backup_min_free_gb", "lots", "argument 'backup_min_free_gb' is of type"),
     ("pgbouncer_max_client_conn", "many", "argument 'pgbouncer_max_client_conn' is of type"),
 ]
-CASES = HOST_CASES + STACK_CASES + LATE_CASES + TYPE_CASES
+
+
+class Vars(dict):
+    """A case's host variables when it takes more than one (a managed target and its settings);
+    the case's variable is the one at fault, which the message must name."""
+
+
+# Not a certificate anyone trusts: preflight looks at its shape only.
+FAKE_PEM = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
+DO_DATABASE = {"host": "db-freshtrack-do-user-1.db.ondigitalocean.com", "port": 25060, "user": "doadmin", "ca_cert": FAKE_PEM}
+DO = {"freshtrack_target": "digitalocean", "stack_database": DO_DATABASE,
+      "secrets_supplied": {"database_password": "do-password-0123456789"}, "secrets_supplied_required": ["database_password"]}
+AWS = {"freshtrack_target": "aws",
+       "stack_database": {"host": "freshtrack.c1.eu-central-1.rds.amazonaws.com", "ca_cert": FAKE_PEM},
+       "stack_redis_endpoint": {"host": "master.freshtrack.c1.euc1.cache.amazonaws.com"},
+       "stack_s3": {"bucket": "freshtrack-files", "region": "eu-central-1"},
+       "secrets_supplied": {"database_password": "rds-password-0123456789", "redis_password": "elasticache-token-0123456789"},
+       "secrets_supplied_required": ["database_password", "redis_password"]}
+# Issue 17: the managed targets' settings.
+MANAGED_CASES = [
+    ("stack_database.ca_cert", Vars(DO, stack_database={k: v for k, v in DO_DATABASE.items() if k != "ca_cert"}),
+     "stack_database.ca_cert: sslmode verify-full checks the server certificate against a CA"),
+    ("stack_database.ca_cert", Vars(DO, stack_database=dict(DO_DATABASE, ca_cert="/etc/ssl/do-ca.crt")),
+     "stack_database.ca_cert: PEM text"),
+    ("stack_database.sslmode", Vars(DO, stack_database=dict(DO_DATABASE, sslmode="disable")), "sslmode"),
+    ("stack_database.max_connections", Vars(DO, stack_app_db_pool_size=10),
+     "(2 x 2 backend replicas + 2 x 1 worker) x stack_app_db_pool_size 10 + 2 for backups and migrations = 62 connections, over the 22"),
+    ("stack_database.max_connections", Vars(DO, stack_database=dict(DO_DATABASE, pooler="provider", pool_name="app", pool_size=22)),
+     "pool_size 22 + 2 for backups and migrations = 24 connections, over the 22"),
+    ("stack_database.pooler", Vars(AWS, stack_database=dict(AWS["stack_database"], pooler="provider", pool_name="app", pool_size=10)),
+     "stack_database.pooler: provider is DigitalOcean's connection pool"),
+    ("stack_database.host", Vars(DO, stack_database=dict(DO_DATABASE, host="postgres://db.example.com:25060")),
+     "stack_database.host: a host name alone"),
+    ("stack_database", Vars(DO, stack_database=dict(DO_DATABASE, sslrootcert="/etc/ca.pem")), "sslrootcert"),
+    ("stack_s3.region", Vars(AWS, stack_s3={"bucket": "freshtrack-files", "region": "eu-centrl-1"}),
+     "stack_s3.region: an AWS region such as eu-central-1; got eu-centrl-1"),
+    ("stack_redis_endpoint.tls", Vars(AWS, stack_redis_endpoint={"host": "master.c1.euc1.cache.amazonaws.com", "tls": False}),
+     "stack_redis_endpoint.tls: ElastiCache takes an AUTH token only with TLS"),
+    ("secrets_supplied_required", Vars(AWS, secrets_supplied_required=["database_password"],
+                                       secrets_supplied={"database_password": "rds-password-0123456789"}),
+     "on the aws target redis_password is ElastiCache's AUTH token"),
+    ("backup_s3_region", Vars(DO, backup_s3_bucket="freshtrack-backups", backup_s3_endpoint_url="https://fra1.digitaloceanspaces.com",
+                              backup_s3_region="fra9", backup_s3_access_key_id="DO00KEY", backup_s3_secret_access_key="secret"),
+     "backup_s3_region: a Spaces region"),
+    ("backup_s3_region", Vars(AWS, backup_s3_bucket="freshtrack-backups", backup_s3_region="europe-1"),
+     "backup_s3_region: an AWS region such as eu-central-1 for AWS S3"),
+    ("backup_s3_credentials", Vars(AWS, backup_s3_bucket="freshtrack-backups", backup_s3_region="eu-central-1",
+                                   backup_s3_credentials="instance_profile", backup_s3_access_key_id="AKIAEXAMPLE",
+                                   backup_s3_secret_access_key="secret"),
+     "backup_s3_credentials: instance_profile keeps no static key"),
+    # No AWS endpoint answers here: the id is named all the same, and nothing else is said of it.
+    ("secrets_aws_secret_ids", Vars(AWS, secrets_aws_secret_ids={"database_password": "freshtrack/prod/no-such-secret"},
+                                    secrets_aws_region="eu-central-1", secrets_aws_endpoint_url="http://127.0.0.1:9",
+                                    secrets_supplied={"redis_password": "elasticache-token-0123456789"}),
+     "no value read from AWS Secrets Manager at http://127.0.0.1:9 for 'freshtrack/prod/no-such-secret'"),
+]
+CASES = HOST_CASES + STACK_CASES + LATE_CASES + TYPE_CASES + MANAGED_CASES
 
 
 def docker(*args: str) -> str:
@@ -149,7 +205,7 @@ def docker(*args: str) -> str:
 
 
 def case_host(index: int, variable: str) -> str:
-    return f"case{index:02d}_{variable}"
+    return f"case{index:02d}_{variable.replace('.', '_')}"
 
 
 def run_site(inventory: dict, tmp_path: pathlib.Path, *args: str) -> subprocess.CompletedProcess:
@@ -207,7 +263,8 @@ def container():
 @pytest.fixture(scope="module")
 def bad_run(container, tmp_path_factory):
     """One site.yml run, every bad case a host of its own (the whole run, no tags)."""
-    hosts = {case_host(i, case[0]): {case[0]: case[1]} for i, case in enumerate(CASES)}
+    hosts = {case_host(i, case[0]): dict(case[1]) if isinstance(case[1], Vars) else {case[0]: case[1]}
+             for i, case in enumerate(CASES)}
     result = run_site(inventory_of(container[0], hosts), tmp_path_factory.mktemp("bad"))
     try:
         report = json.loads(result.stdout)

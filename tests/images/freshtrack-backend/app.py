@@ -13,7 +13,9 @@ the database and Redis and touches /tmp/worker-heartbeat (its healthcheck reads 
 SIGTERM ends it after the current round.
 
 Configuration (environment): PORT (3000), DB_HOST, DB_PORT, DB_NAME, DB_USER,
-DB_PASSWORD_FILE, REDIS_HOST, REDIS_PORT, REDIS_PASSWORD_FILE, APP_VERSION, and for fault tests
+DB_PASSWORD_FILE, DB_SSLMODE and DB_SSLROOTCERT (libpq's sslmode and CA file: a managed database),
+REDIS_HOST, REDIS_PORT, REDIS_PASSWORD_FILE, REDIS_TLS=true with REDIS_CA_FILE (TLS to Redis, the
+server's name checked against REDIS_HOST), APP_VERSION, and for fault tests
 FAIL_HEALTH=1 (a broken version: health 503 and every reading refused with 500), SCHEMA_CHANGE=1 (migrate
 also adds a column and rewrites the readings table, as v2 does), CRASH_ON_START=1
 (exits 1 at once) and a `delay_ms` query parameter on POST /api/readings.
@@ -24,6 +26,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -55,10 +58,25 @@ def secret(name: str) -> str | None:
 
 
 def db_connect():
+    tls = {key: os.environ[name] for key, name in (("sslmode", "DB_SSLMODE"), ("sslrootcert", "DB_SSLROOTCERT"))
+           if os.environ.get(name)}
     return psycopg2.connect(
         host=os.environ.get("DB_HOST", "pgbouncer"), port=int(os.environ.get("DB_PORT", "6432")),
         dbname=os.environ.get("DB_NAME", "freshtrack"), user=os.environ.get("DB_USER", "freshtrack"),
-        password=secret("DB_PASSWORD"), connect_timeout=3, application_name="freshtrack-backend")
+        password=secret("DB_PASSWORD"), connect_timeout=3, application_name="freshtrack-backend", **tls)
+
+
+def redis_connection(host: str, port: int) -> socket.socket:
+    """A connection to Redis: TLS (the server's certificate checked, name included) when REDIS_TLS is true."""
+    conn = socket.create_connection((host, port), timeout=2)
+    if os.environ.get("REDIS_TLS", "false").lower() != "true":
+        return conn
+    context = ssl.create_default_context(cafile=os.environ.get("REDIS_CA_FILE") or None)
+    try:
+        return context.wrap_socket(conn, server_hostname=host)
+    except (ssl.SSLError, OSError):
+        conn.close()
+        raise
 
 
 def redis_ping() -> bool:
@@ -66,7 +84,7 @@ def redis_ping() -> bool:
     host, port = os.environ.get("REDIS_HOST"), int(os.environ.get("REDIS_PORT", "6379"))
     if not host:
         return True
-    with socket.create_connection((host, port), timeout=2) as conn:
+    with redis_connection(host, port) as conn:
         password = secret("REDIS_PASSWORD")
         if password:
             conn.sendall(resp_command("AUTH", password))
@@ -163,12 +181,15 @@ class Handler(BaseHTTPRequestHandler):
             with db_connect() as conn, conn.cursor() as cur:
                 cur.execute("SELECT 1")
             state["database"] = "connected"
-        except psycopg2.Error:
+        except psycopg2.Error as error:
+            # The reason (a refused certificate, say) tells a failed health check apart.
             state["database"] = "unreachable"
+            state["database_error"] = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         try:
             state["redis"] = "connected" if redis_ping() else "unreachable"
-        except OSError:
+        except OSError as error:
             state["redis"] = "unreachable"
+            state["redis_error"] = str(error) or type(error).__name__
         healthy = state["database"] == "connected" and state["redis"] == "connected"
         state["status"] = "healthy" if healthy else "unhealthy"
         return self.send(200 if healthy else 503, state)

@@ -217,10 +217,13 @@ class Postgres:
             with os.fdopen(fd, "w") as handle:
                 handle.write(f"*:*:*:{self.user}:{password.replace(chr(92), chr(92) * 2).replace(':', chr(92) + ':')}\n")
         # The host's user namespace: the host's network, and a pgpass file only root may read.
+        # verify-ca/verify-full check the server against the CA file the stack role wrote.
+        tls = (["-v", f"{self.source['sslrootcert']}:/run/freshtrack-ca.pem:ro", "-e", "PGSSLROOTCERT=/run/freshtrack-ca.pem"]
+               if self.source.get("sslrootcert") else [])
         return ["docker", "run", "--rm"] + (["-i"] if interactive else []) + [
             "--network", "host", "--userns", "host", "-v", f"{self._pgpass}:/run/pgpass:ro", "-e", "PGPASSFILE=/run/pgpass",
             "-e", f"PGHOST={self.source['host']}", "-e", f"PGPORT={self.source.get('port', 5432)}",
-            "-e", f"PGSSLMODE={self.source.get('sslmode', 'require')}", self.source["image"]]
+            "-e", f"PGSSLMODE={self.source.get('sslmode', 'verify-full')}"] + tls + [self.source["image"]]
 
     def psql(self, sql, db=None, check=True):
         result = subprocess.run(
