@@ -9,7 +9,7 @@ short_description: Is a value a region name of AWS or of DigitalOcean Spaces
 version_added: 0.4.0
 description:
   - With O(provider=aws), true for an AWS region name such as C(eu-central-1) or C(us-gov-west-1)
-    (its shape: area, direction, number), false for a typo such as C(eu-centrl-1) or C(eu-central).
+    (area, direction and number), false for a typo such as C(eu-centrl-1) or C(eu-central).
   - With O(provider=spaces), true for a region DigitalOcean Spaces runs in, such as C(fra1).
   - Preflight checks use it, so an unknown region stops a run before any change instead of a
     backup failing at night.

@@ -45,9 +45,10 @@ def moto():
     sh("docker", "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:5000", MOTO_IMAGE)
     url = f"http://127.0.0.1:{port}"
     try:
-        clients = {service: boto3.client(service, endpoint_url=url, region_name=REGION,
-                                          aws_access_key_id="testing", aws_secret_access_key="testing")
-                   for service in ("ec2", "secretsmanager")}
+        clients = {
+            service: boto3.client(service, endpoint_url=url, region_name=REGION,
+                                  aws_access_key_id="testing", aws_secret_access_key="testing")
+            for service in ("ec2", "secretsmanager")}
         deadline = time.time() + 60
         while True:
             try:
@@ -161,8 +162,8 @@ def test_secrets_come_from_secrets_manager_and_are_never_shown(moto, host, tmp_p
 def test_a_missing_secret_id_stops_the_run_naming_it(moto, host, tmp_path):
     moto["secretsmanager"].create_secret(Name="freshtrack/test2/database_password", SecretString="present-value-123")
     before = sh("docker", "exec", host, "sh", "-c", "ls -l --time-style=+%s /opt/freshtrack/secrets 2>/dev/null || true").stdout
-    result = run_secrets_role(host, tmp_path, moto["url"], {"database_password": "freshtrack/test2/database_password",
-                                                              "redis_password": "freshtrack/test2/no-such-token"})
+    ids = {"database_password": "freshtrack/test2/database_password", "redis_password": "freshtrack/test2/no-such-token"}
+    result = run_secrets_role(host, tmp_path, moto["url"], ids)
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "no value read from AWS Secrets Manager" in output and "'freshtrack/test2/no-such-token'" in output, output[-3000:]

@@ -129,7 +129,7 @@ def start_app(managed, db_host=DB_NAME, redis_host=REDIS_NAME, command=()):
 
 def test_the_app_talks_tls_to_the_managed_services_and_the_server_sees_it(managed):
     backend, url = start_app(managed)
-    worker, _ = start_app(managed, command=("python3", "/app/app.py", "worker"))
+    worker = start_app(managed, command=("python3", "/app/app.py", "worker"))[0]
     try:
         _status, body = wait_for(lambda: healthy(get_or_none(url + "/health")), "the backend healthy over TLS",
                                  last=lambda: (get_or_none(url + "/health"), sh("docker", "logs", "--tail", "5", backend).stderr))
@@ -143,10 +143,7 @@ def test_the_app_talks_tls_to_the_managed_services_and_the_server_sees_it(manage
                  f"SELECT sensor_id, temperature FROM sensor_readings WHERE id = {reading_id}").stdout.strip()
         assert row == "walk-in-1|3.5"
         # The worker keeps its connection between rounds: the server's view of it.
-        ssl_rows = wait_for(lambda: sh("docker", "exec", managed["pg"], "psql", "-U", "freshtrack", "-d", "freshtrack", "-At", "-c",
-                                       "SELECT s.ssl, s.version FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)"
-                                       " WHERE a.application_name = 'freshtrack-backend'").stdout.split(),
-                            "an app connection in pg_stat_activity")
+        ssl_rows = wait_for(lambda: app_connections_tls(managed["pg"]), "an app connection in pg_stat_activity")
         assert all(row.startswith("t|TLSv1.") for row in ssl_rows), ssl_rows
         authorized = [line for line in sh("docker", "logs", managed["pg"]).stderr.splitlines()
                       if "connection authorized" in line and "application_name=freshtrack-backend" in line]
@@ -154,6 +151,19 @@ def test_the_app_talks_tls_to_the_managed_services_and_the_server_sees_it(manage
         print(f"{len(authorized)} app connections, all TLS: {ssl_rows}")
     finally:
         sh("docker", "rm", "-f", backend, worker, check=False)
+
+
+def app_connections_tls(pg):
+    """TLS state and version of the app's open connections, as the server sees them."""
+    return sh("docker", "exec", pg, "psql", "-U", "freshtrack", "-d", "freshtrack", "-At", "-c",
+              "SELECT s.ssl, s.version FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)"
+              " WHERE a.application_name = 'freshtrack-backend'").stdout.split()
+
+
+def first_attempt(container):
+    """The container's log once it says it is waiting for its database."""
+    text = sh("docker", "logs", container).stderr
+    return text if "waiting for the database" in text else None
 
 
 def healthy(answer):
@@ -172,8 +182,7 @@ def test_a_database_certificate_for_another_name_is_refused(managed):
     (it waits for its database before it serves, saying why)."""
     backend, url = start_app(managed, db_host=DB_ALIAS)
     try:
-        logs = wait_for(lambda: (lambda text: text if "waiting for the database" in text else None)(
-            sh("docker", "logs", backend).stderr), "the backend's first attempt")
+        logs = wait_for(lambda: first_attempt(backend), "the backend's first attempt")
         assert f'server certificate for "{DB_NAME}" does not match host name "{DB_ALIAS}"' in logs, logs
         assert get_or_none(url + "/health") is None  # it serves nothing without its database
     finally:
