@@ -509,3 +509,70 @@ def test_speed_side_by_side_with_the_seeds_pg_dump_gzip(tmp_path, servers):
     # steady 1.05) when one round met a stall of the machine.
     assert best["job_dump"] <= 1.45 * best["floor"], report
     assert median["job_dump"] < median["seed_dump"], report
+
+
+IMPORT_ROWS = 100_000
+
+
+@pytest.fixture
+def legacy_dumps(tmp_path):
+    """Dumps made outside the collection, as seed 004's runbook makes them: a database of 100,000
+    readings (and a second table) as `pg_dump ... | gzip > backup_YYYYMMDD.sql.gz`, and as pg_dump's
+    custom format. The live database is put back afterwards (the other tests read it)."""
+    psql("DROP DATABASE IF EXISTS legacy", db="postgres")
+    psql("CREATE DATABASE legacy", db="postgres")
+    psql("CREATE TABLE sensor_readings (id bigserial PRIMARY KEY, sensor_id text NOT NULL, "
+         "temperature double precision NOT NULL, recorded_at timestamptz NOT NULL DEFAULT now()); "
+         "CREATE TABLE alert_rules (id serial PRIMARY KEY, sensor_id text, max_celsius numeric); "
+         "INSERT INTO sensor_readings (sensor_id, temperature, recorded_at) "
+         "SELECT 'legacy-' || (g % 50), round((3 + (g % 40) / 10.0)::numeric, 2), now() - (g || ' seconds')::interval "
+         f"FROM generate_series(1, {IMPORT_ROWS}) g; "
+         "INSERT INTO alert_rules (sensor_id, max_celsius) SELECT 'legacy-' || g, 5 FROM generate_series(1, 50) g", db="legacy")
+    plain = tmp_path / "backup_20261130.sql.gz"
+    custom = tmp_path / "backup_20261130.dump"
+    subprocess.run(f"docker exec {PG} pg_dump -U freshtrack legacy | gzip > {plain}", shell=True, check=True)
+    subprocess.run(f"docker exec {PG} pg_dump -Fc -U freshtrack legacy > {custom}", shell=True, check=True)
+    live = fingerprint()
+    yield {"plain": plain, "custom": custom, "source": fingerprint("legacy")}
+    # Put the live database back as it was.
+    kept = psql("SELECT datname FROM pg_database WHERE datname LIKE 'freshtrack_before_restore_%' ORDER BY datname LIMIT 1",
+                db="postgres")
+    if kept:
+        psql("DROP DATABASE freshtrack WITH (FORCE)", db="postgres")  # one statement per call: no transaction
+        psql(f'ALTER DATABASE "{kept}" RENAME TO freshtrack', db="postgres")
+    for name in psql("SELECT datname FROM pg_database WHERE datname LIKE 'freshtrack_before_restore_%'", db="postgres").split():
+        psql(f'DROP DATABASE "{name}"', db="postgres")
+    psql("DROP DATABASE legacy", db="postgres")
+    assert fingerprint() == live
+
+
+@pytest.mark.parametrize("kind", ["plain", "custom"])
+def test_a_dump_made_elsewhere_is_imported_and_reported(tmp_path, servers, legacy_dumps, kind):
+    job = Job(tmp_path, servers)
+    live = fingerprint()
+    rc, refused = job("import", str(legacy_dumps[kind]))
+    assert rc == 2 and "--confirm" in refused["error"] and fingerprint() == live
+    rc, imported = job("import", str(legacy_dumps[kind]), "--confirm")
+    assert rc == 0 and imported["ok"], imported
+    assert imported["format"] == kind and imported["compression"] == ("gzip" if kind == "plain" else "none")
+    # What it restored, reported per table: equal to the source's, and what the live database now holds.
+    assert imported["counts"] == {"public.sensor_readings": IMPORT_ROWS, "public.alert_rules": 50}, imported["counts"]
+    assert fingerprint() == legacy_dumps["source"]
+    # The database it replaced is kept, whole.
+    assert fingerprint(imported["previous_database"]) == live
+    assert set(imported["phases"]) >= {"inspect", "restore", "measure", "swap"}
+
+
+def test_a_file_that_is_no_dump_changes_nothing(tmp_path, servers):
+    job = Job(tmp_path, servers)
+    live = fingerprint()
+    junk = tmp_path / "backup_20261130.sql.gz"
+    junk.write_bytes(bytes(range(256)) * 64)
+    rc, refused = job("import", str(junk), "--confirm")
+    assert rc == 1 and refused["reason"] == "format", refused
+    broken = tmp_path / "broken.sql"
+    broken.write_text("CREATE TABLE half (id int);\nINSERT INTO nowhere VALUES (1);\n")
+    rc, refused = job("import", str(broken), "--confirm")
+    assert rc == 1 and refused["reason"] == "restore" and "nowhere" in refused["error"], refused
+    assert fingerprint() == live
+    assert psql("SELECT count(*) FROM pg_database WHERE datname LIKE 'freshtrack_restore_%'", db="postgres") == "0"

@@ -7,6 +7,9 @@
   freshtrack-backup restore NAME|latest --confirm [--sha256 HASH]
                                          restore into a new database, compare, then swap it in; the
                                          replaced database stays as <db>_before_restore_<time>
+  freshtrack-backup import FILE --confirm
+                                         a dump made elsewhere (plain SQL or pg_dump -Fc; gzip, zstd or
+                                         none), restored the same way; reports per-table row counts
   freshtrack-backup list [--json]        local and off-site backups
   freshtrack-backup retention --dry-run  what retention would delete, and why each kept backup is kept
                                          (counts, newest complete, before the current/previous deploy,
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 # The library beside this file (also when run through the /usr/local/sbin symlink: Python puts the
@@ -54,6 +58,9 @@ def main(argv=None):
     restore_args.add_argument("name")
     restore_args.add_argument("--confirm", action="store_true")
     restore_args.add_argument("--sha256", default="", help="refuse unless the backup's sha256 is this one")
+    import_args = sub.add_parser("import")
+    import_args.add_argument("file")
+    import_args.add_argument("--confirm", action="store_true")
     sub.add_parser("list")
     sub.add_parser("retention").add_argument("--dry-run", action="store_true")
     args = parser.parse_args(argv)
@@ -68,6 +75,11 @@ def main(argv=None):
                 raise BackupError("restore replaces the live database: add --confirm", "usage")
             with job.lock():
                 result = restore.restore(job, args.name, args.sha256)
+        elif args.command == "import":
+            if not args.confirm:
+                raise BackupError("import replaces the live database: add --confirm", "usage")
+            with job.lock():
+                result = restore.import_dump(job, os.path.abspath(args.file))
         elif args.command == "list":
             result = {"ok": True, "backups": listing.listing(job)}
             if not args.json:
