@@ -130,7 +130,9 @@ def _into_new_database_then_swap(job, result, load, t0):
     """load(pg, scratch, t0) fills a new database; only when it returns is that database swapped in.
     Returns the name the replaced database keeps."""
     src = job.cfg["source"]
-    pg = Postgres(src, tempfile.mkdtemp(prefix="freshtrack-restore-"))
+    # Beside the backups, not under /tmp (see run.py: the Docker daemon must see the password file).
+    os.makedirs(job.dir, mode=0o700, exist_ok=True)
+    pg = Postgres(src, tempfile.mkdtemp(prefix=".work-restore-", dir=job.dir))
     try:
         db, admin_db = src["db"], src.get("maintenance_db", "postgres")
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d%H%M%S")

@@ -50,7 +50,9 @@ def run_steps(job, result):
     dump_file = name + SUFFIXES[job.cfg["encryption"]["method"]]
     dump_path = os.path.join(job.dir, dump_file)
     t0 = time.time()
-    with tempfile.TemporaryDirectory(prefix="freshtrack-backup-") as work:
+    # Not under /tmp: the unit's PrivateTmp hides that from the Docker daemon, which bind-mounts the
+    # password file from here into a managed database's client container.
+    with tempfile.TemporaryDirectory(prefix=".work-", dir=job.dir) as work:
         pg = Postgres(job.cfg["source"], work)
         session = SnapshotSession(pg)
         try:
