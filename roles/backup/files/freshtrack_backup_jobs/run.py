@@ -6,6 +6,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import shutil
 import tempfile
 import time
 
@@ -36,10 +37,14 @@ def run(job, label):
 
 def run_steps(job, result):
     os.makedirs(job.dir, mode=0o700, exist_ok=True)
-    # Leftovers of an interrupted run are not backups (never renamed); they go first.
+    # Leftovers of an interrupted run are not backups (never renamed); they go first, and so does its
+    # work directory (a copy of the managed database's password in it).
     for stale in [f for f in os.listdir(job.dir) if f.endswith(".part")]:
         os.unlink(os.path.join(job.dir, stale))
         log(f"removed the incomplete {stale} of an interrupted run")
+    for stale in [f for f in os.listdir(job.dir) if f.startswith(".work-")]:
+        shutil.rmtree(os.path.join(job.dir, stale), ignore_errors=True)
+        log(f"removed the work directory {stale} of an interrupted run")
     stat = os.statvfs(job.dir)
     free = stat.f_bavail * stat.f_frsize
     if not free_bytes_ok(free, job.cfg["min_free_bytes"]):
