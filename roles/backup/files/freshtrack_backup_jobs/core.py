@@ -333,6 +333,24 @@ def decrypt_command(cfg):
     return None
 
 
+def pipe_into(commands, source_path, sink_argv, tool):
+    """commands (decompress, decrypt...) reading source_path, feeding sink_argv (pg_restore, psql) on its
+    stdin; a sink that fails raises BackupError("restore") with the end of its stderr."""
+    err = tempfile.TemporaryFile()
+    sink = subprocess.Popen(sink_argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        run_pipeline(commands, source_path=source_path, sink_stdin=sink.stdin)
+    except BrokenPipeError:
+        pass  # the sink stopped reading: its own exit code and message say why
+    finally:
+        with contextlib.suppress(BrokenPipeError):
+            sink.stdin.close()
+        code = sink.wait()
+    if code != 0:
+        err.seek(0)
+        raise BackupError(f"{tool} exited {code}: {err.read().decode(errors='replace').strip()[-500:]}", "restore")
+
+
 def run_pipeline(commands, source_path=None, sink_path=None, sink_stdin=None):
     """commands[0] | commands[1] | ... ; the first reads source_path (if any); the output is hashed and
     written to sink_path (if any) or fed to sink_stdin (a Popen). Returns (sha256, bytes). Every stage

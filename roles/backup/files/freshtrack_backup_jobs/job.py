@@ -7,12 +7,10 @@ import datetime as dt
 import fcntl
 import json
 import os
-import subprocess
-import tempfile
 import time
 
 from .core import (BackupError, OffSite, decrypt_command, group_files, is_complete, log, render_metrics,
-                   run_pipeline, sha256_file, write_atomic)
+                   pipe_into, sha256_file, write_atomic)
 
 
 class Job:
@@ -119,17 +117,4 @@ class Job:
         restore = target_prefix + ["pg_restore", "--exit-on-error", "-U", self.cfg["source"]["user"], "-d", db]
         if scratch:
             restore[-4:-4] = ["--no-owner", "--no-privileges"]
-        err = tempfile.TemporaryFile()
-        sink = subprocess.Popen(restore, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
-        try:
-            run_pipeline(commands, source_path=dump_path, sink_stdin=sink.stdin)
-        except BrokenPipeError:
-            pass  # pg_restore stopped reading: its own exit code and message say why
-        finally:
-            with contextlib.suppress(BrokenPipeError):
-                sink.stdin.close()
-            code = sink.wait()
-        if code != 0:
-            err.seek(0)
-            raise BackupError(f"pg_restore exited {code}: {err.read().decode(errors='replace').strip()[-500:]}",
-                              "restore")
+        pipe_into(commands, dump_path, restore, "pg_restore")

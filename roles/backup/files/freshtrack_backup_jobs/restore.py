@@ -7,7 +7,6 @@ database stays under another name (never dropped here).
   with, so what it restored is reported (per-table row counts, the readings checksum) instead."""
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import gzip
 import os
@@ -16,7 +15,7 @@ import subprocess
 import tempfile
 import time
 
-from .core import BackupError, Postgres, compare_manifest, log, run_pipeline
+from .core import BackupError, Postgres, compare_manifest, log, pipe_into
 
 GZIP_MAGIC, ZSTD_MAGIC, CUSTOM_MAGIC = b"\x1f\x8b", b"\x28\xb5\x2f\xfd", b"PGDMP"
 
@@ -96,20 +95,7 @@ def import_dump(job, path):
             # One transaction: a statement that fails leaves nothing half-restored.
             sink_argv = pg.prefix() + ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction",
                                        "-U", user, "-d", scratch]
-        err = tempfile.TemporaryFile()
-        sink = subprocess.Popen(sink_argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
-        try:
-            run_pipeline([decompress], source_path=path, sink_stdin=sink.stdin)
-        except BrokenPipeError:
-            pass  # the restore stopped reading: its own exit code and message say why
-        finally:
-            with contextlib.suppress(BrokenPipeError):
-                sink.stdin.close()
-            code = sink.wait()
-        if code != 0:
-            err.seek(0)
-            raise BackupError(f"{'pg_restore' if kind == 'custom' else 'psql'} exited {code}: "
-                              f"{err.read().decode(errors='replace').strip()[-500:]}", "restore")
+        pipe_into([decompress], path, sink_argv, "pg_restore" if kind == "custom" else "psql")
         t0 = job.phase(result, "restore", t0)
         measured = pg.measure(job.verify_cfg, db=scratch)
         if not measured["counts"]:
