@@ -577,3 +577,96 @@ def test_a_file_that_is_no_dump_changes_nothing(tmp_path, servers):
     assert rc == 1 and refused["reason"] == "restore" and "nowhere" in refused["error"], refused
     assert fingerprint() == live
     assert psql("SELECT count(*) FROM pg_database WHERE datname LIKE 'freshtrack_restore_%'", db="postgres") == "0"
+
+
+# ---- migrate: the live database into an empty one at an endpoint (the managed target's), the same
+# server's published port playing the endpoint ----
+
+class Writer:
+    """Readings inserted one by one while the copy runs, as the app's POSTs are: each acknowledged id
+    is recorded, so the test can tell whether any acknowledged reading was left behind."""
+
+    def __init__(self):
+        import threading  # noqa: PLC0415
+
+        self.ids, self.stop = [], threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        proc = subprocess.Popen(["docker", "exec", "-i", PG, "psql", "-X", "-q", "-At", "-U", "freshtrack", "-d", "freshtrack"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        while not self.stop.is_set():
+            proc.stdin.write("INSERT INTO sensor_readings (sensor_id, temperature) VALUES ('during-copy', 4.2) RETURNING id;\n")
+            proc.stdin.flush()
+            self.ids.append(int(proc.stdout.readline()))
+            time.sleep(0.005)
+        proc.stdin.close()
+        proc.wait()
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(30)
+
+
+@pytest.fixture
+def migration(tmp_path, servers):
+    """An empty target database and the target file the playbook writes; dropped afterwards, with the
+    test's readings taken out of the live database (the other tests count it)."""
+    name = f"moved_{os.getpid()}"
+    psql(f"DROP DATABASE IF EXISTS {name}", db="postgres")
+    psql(f"CREATE DATABASE {name}", db="postgres")
+    (tmp_path / "target_password").write_text("test\n")
+    target = tmp_path / "migrate-target.json"
+    target.write_text(json.dumps({"host": "127.0.0.1", "port": servers["pg_port"], "db": name, "user": "freshtrack",
+                                  "sslmode": "disable", "password_file": str(tmp_path / "target_password"),
+                                  "image": PG_IMAGE}))
+    yield {"db": name, "target": str(target), "append_only": ["--append-only", "public.sensor_readings:id"]}
+    psql(f"DROP DATABASE {name} WITH (FORCE)", db="postgres")
+    psql("DELETE FROM sensor_readings WHERE sensor_id IN ('during-copy', 'after-copy'); "
+         "DELETE FROM schema_migrations WHERE version = '9.9.9'")
+
+
+def test_migrate_copies_under_writes_and_finish_leaves_both_sides_equal(tmp_path, servers, migration):
+    job = Job(tmp_path, servers)
+    rc, refused = job("migrate", "copy", "--target", migration["target"])
+    assert rc == 2 and "--confirm" in refused["error"]
+    with Writer() as writer:
+        rc, copied = job("migrate", "copy", "--target", migration["target"], *migration["append_only"], "--confirm")
+        time.sleep(0.5)
+    assert rc == 0 and copied["ok"], copied
+    assert len(writer.ids) > 50, "the writer did not run during the copy"
+    # A small table changed, and readings added, between the copy and the writers' stop.
+    psql("INSERT INTO schema_migrations VALUES ('9.9.9'); "
+         "INSERT INTO sensor_readings (sensor_id, temperature) SELECT 'after-copy', 1 FROM generate_series(1, 300)")
+    rc, finished = job("migrate", "finish", "--target", migration["target"], *migration["append_only"], "--confirm")
+    assert rc == 0 and finished["ok"], finished
+    assert finished["copied"]["public.schema_migrations"] == "all"
+    assert finished["copied"]["public.sensor_readings"] >= 300
+    # Both sides, measured independently of the job: every reading, in id order, and every acknowledged one.
+    assert fingerprint(migration["db"]) == fingerprint()
+    assert psql(f"SELECT count(*) FROM sensor_readings WHERE id = ANY('{{{','.join(map(str, writer.ids))}}}')",
+                db=migration["db"]) == str(len(writer.ids))
+    assert psql("SELECT string_agg(version, ',' ORDER BY version) FROM schema_migrations", db=migration["db"]) == "1.0.0,2.0.0,9.9.9"
+    # The sequence continues where the source's does: the next reading on the target takes a new id.
+    assert psql("SELECT nextval('sensor_readings_id_seq') > (SELECT max(id) FROM sensor_readings)", db=migration["db"]) == "t"
+
+
+def test_migrate_refuses_a_target_that_holds_tables_and_finish_catches_a_difference(tmp_path, servers, migration):
+    job = Job(tmp_path, servers)
+    rc, refused = job("migrate", "finish", "--target", migration["target"], "--confirm")
+    assert rc == 2 and "migrate copy" in refused["error"], refused
+    psql("CREATE TABLE keep_me (id int); INSERT INTO keep_me VALUES (1)", db=migration["db"])
+    rc, refused = job("migrate", "copy", "--target", migration["target"], "--confirm")
+    assert rc == 1 and refused["reason"] == "target" and "keep_me" in refused["error"], refused
+    assert psql("SELECT count(*) FROM keep_me", db=migration["db"]) == "1"
+    psql("DROP TABLE keep_me", db=migration["db"])
+    rc, copied = job("migrate", "copy", "--target", migration["target"], *migration["append_only"], "--confirm")
+    assert rc == 0, copied
+    # A reading far below the high-water mark lost on the target: the comparison must see it.
+    psql("DELETE FROM sensor_readings WHERE id = (SELECT min(id) FROM sensor_readings)", db=migration["db"])
+    rc, failed = job("migrate", "finish", "--target", migration["target"], *migration["append_only"], "--confirm")
+    assert rc == 1 and failed["reason"] == "mismatch" and "public.sensor_readings" in failed["error"], failed

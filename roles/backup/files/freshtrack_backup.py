@@ -10,6 +10,10 @@
   freshtrack-backup import FILE --confirm
                                          a dump made elsewhere (plain SQL or pg_dump -Fc; gzip, zstd or
                                          none), restored the same way; reports per-table row counts
+  freshtrack-backup migrate copy|finish --target FILE --confirm
+                                         move the database to an empty one at a managed endpoint:
+                                         copy while the app writes, finish (writers stopped) with the
+                                         rows since and both sides compared (playbooks/migrate_database.yml)
   freshtrack-backup list [--json]        local and off-site backups
   freshtrack-backup retention --dry-run  what retention would delete, and why each kept backup is kept
                                          (counts, newest complete, before the current/previous deploy,
@@ -30,7 +34,7 @@ import sys
 
 # The library beside this file (also when run through the /usr/local/sbin symlink: Python puts the
 # real file's directory on the path).
-from freshtrack_backup_jobs import listing, restore, retention, run, verify
+from freshtrack_backup_jobs import listing, migrate, restore, retention, run, verify
 from freshtrack_backup_jobs.core import BackupError, log
 from freshtrack_backup_jobs.job import Job
 
@@ -61,6 +65,12 @@ def main(argv=None):
     import_args = sub.add_parser("import")
     import_args.add_argument("file")
     import_args.add_argument("--confirm", action="store_true")
+    migrate_args = sub.add_parser("migrate")
+    migrate_args.add_argument("phase", choices=["copy", "finish"])
+    migrate_args.add_argument("--target", required=True, help="JSON: host, port, db, user, password_file, sslmode, sslrootcert, image")
+    migrate_args.add_argument("--append-only", action="append", default=[], metavar="TABLE:COLUMN",
+                              help="a table only ever appended to, and its increasing key (the readings: public.sensor_readings:id)")
+    migrate_args.add_argument("--confirm", action="store_true")
     sub.add_parser("list")
     sub.add_parser("retention").add_argument("--dry-run", action="store_true")
     args = parser.parse_args(argv)
@@ -80,6 +90,12 @@ def main(argv=None):
                 raise BackupError("import replaces the live database: add --confirm", "usage")
             with job.lock():
                 result = restore.import_dump(job, os.path.abspath(args.file))
+        elif args.command == "migrate":
+            if not args.confirm:
+                raise BackupError("migrate writes into another database server: add --confirm", "usage")
+            append_only = dict(item.rsplit(":", 1) for item in args.append_only if ":" in item)
+            with job.lock():
+                result = migrate.migrate(job, args.phase, args.target, append_only)
         elif args.command == "list":
             result = {"ok": True, "backups": listing.listing(job)}
             if not args.json:
