@@ -12,6 +12,7 @@ import pytest
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "roles" / "backup" / "files"))
 sys.dont_write_bytecode = True  # no __pycache__ among the role's files
 from freshtrack_backup_jobs import core as fb  # noqa: E402
+from freshtrack_backup_jobs import migrate as fm  # noqa: E402
 
 UTC = dt.timezone.utc
 
@@ -224,3 +225,26 @@ def test_the_command_line_dispatches_to_each_commands_module(tmp_path):
     bad = subprocess.run([sys.executable, "-B", str(script), "--config", str(config), "--json", "restore", "latest"],
                          capture_output=True, text=True, timeout=60, check=False)
     assert bad.returncode == 2 and json.loads(bad.stdout)["reason"] == "usage"
+
+
+# ---- migrate: which rows the target lacks, and the SQL that selects them ----
+
+def test_missing_ids_are_the_sources_the_target_lacks_in_order():
+    assert fm.missing_ids([5, 1, 2, 9, 7], [1, 2, 7, 8]) == [5, 9]
+    assert fm.missing_ids([], [1]) == [] and fm.missing_ids([3], []) == [3]
+
+
+def test_ids_fold_into_runs():
+    assert fm.ids_ranges([7, 1, 2, 3, 5, 8, 9, 10]) == [(1, 3), (5, 5), (7, 10)]
+    assert fm.ids_ranges([]) == []
+
+
+def test_ranges_condition_quotes_the_column_and_never_selects_all_when_empty():
+    assert fm.ranges_condition('id', [(1, 3), (5, 5)]) == '"id" BETWEEN 1 AND 3 OR "id" = 5'
+    assert fm.ranges_condition('we"ird', [(2, 2)]) == '"we""ird" = 2'
+    assert fm.ranges_condition("id", []) == "false"
+
+
+def test_table_names_are_quoted_part_by_part():
+    assert fm.quote_table("public.sensor_readings") == '"public"."sensor_readings"'
+    assert fm.quote_table('odd"schema.t') == '"odd""schema"."t"'
