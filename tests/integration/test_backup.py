@@ -465,7 +465,7 @@ def test_speed_side_by_side_with_the_seeds_pg_dump_gzip(tmp_path, servers):
     seed_file = tmp_path / "seed.sql.gz"
     rounds = {"seed_dump": [], "job_dump": [], "job_total": [], "floor": [], "seed_restore": [], "job_restore": []}
     sizes = {}
-    for i in range(3):
+    for i in range(4):
         rounds["floor"].append(_timed(f"docker exec {PG} pg_dump -Fc -Z0 -U freshtrack freshtrack > /dev/null"))
         rounds["seed_dump"].append(_timed(f"docker exec {PG} pg_dump -U freshtrack freshtrack | gzip > {seed_file}"))
         sizes["seed"] = seed_file.stat().st_size
@@ -507,7 +507,8 @@ def test_speed_side_by_side_with_the_seeds_pg_dump_gzip(tmp_path, servers):
     # other tests had written to and 1.31 on the fixture's fresh 1,000,000 rows (this test runs
     # alone, on its own fixture: scripts/test). Best of the rounds against best of the rounds, as
     # timeit does: a median of three still failed once at 1.49 (rounds 1.68, 1.26, 1.57 against a
-    # steady 1.05) when one round met a stall of the machine.
+    # steady 1.05) when one round met a stall of the machine; the best of three once came out at 1.58
+    # (1.43 against 0.905) in a CI-like run: four rounds.
     assert best["job_dump"] <= 1.45 * best["floor"], report
     assert median["job_dump"] < median["seed_dump"], report
 

@@ -191,7 +191,6 @@ MANAGED_CASES = [
                                    backup_s3_credentials="instance_profile", backup_s3_access_key_id="AKIAEXAMPLE",
                                    backup_s3_secret_access_key="secret"),
      "backup_s3_credentials: instance_profile keeps no static key"),
-    ("pgbouncer_enabled", Vars(DO, pgbouncer_enabled=True), "pgbouncer_enabled: PgBouncer pools the self-hosted PostgreSQL only"),
     # No AWS endpoint answers here: the id is named all the same, and nothing else is said of it.
     ("secrets_aws_secret_ids", Vars(AWS, secrets_aws_secret_ids={"database_password": "freshtrack/prod/no-such-secret"},
                                     secrets_aws_region="eu-central-1", secrets_aws_endpoint_url="http://127.0.0.1:9",
