@@ -89,12 +89,11 @@ class Migration:
         cols = ", ".join(quote_ident(c) for c in columns)
         out_sql = f"COPY (SELECT {cols} FROM {quote_table(table)} WHERE {condition}) TO STDOUT"
         in_cmds = (["-c", f"DELETE FROM {quote_table(table)}"] if replace else []) + ["-c", f"COPY {quote_table(table)} ({cols}) FROM STDIN"]
-        pipe_into([self.src.prefix(interactive=False) + ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-U", self.src.user,
-                                                          "-d", self.src.db, "-c", out_sql]],
-                  None,
-                  self.dst.prefix() + ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction",
-                                       "-U", self.dst.user, "-d", self.dst.db] + in_cmds,
-                  f"copying {table}")
+        source = self.src.prefix(interactive=False) + ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-U", self.src.user,
+                                                       "-d", self.src.db, "-c", out_sql]
+        sink = self.dst.prefix() + ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction",
+                                    "-U", self.dst.user, "-d", self.dst.db] + in_cmds
+        pipe_into([source], None, sink, f"copying {table}")
 
     def columns(self, table):
         schema, name = table.split(".", 1)
@@ -139,13 +138,12 @@ class Migration:
                                                      f"FROM {quote_table(table)};").strip() or 0)
             # Plain SQL without owners or grants: the managed server's user owns everything, and the
             # SQL of the source's pg_dump suits a server of its version or newer.
-            pipe_into([self.src.prefix(interactive=False) + [
-                          "pg_dump", "--format=plain", "--no-owner", "--no-privileges", f"--snapshot={session.snapshot}",
-                          "-U", self.src.user, "-d", self.src.db]],
-                      None,
-                      self.dst.prefix() + ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction",
-                                           "-U", self.dst.user, "-d", self.dst.db],
-                      "pg_dump | psql")
+            dump = self.src.prefix(interactive=False) + [
+                "pg_dump", "--format=plain", "--no-owner", "--no-privileges", f"--snapshot={session.snapshot}",
+                "-U", self.src.user, "-d", self.src.db]
+            load = self.dst.prefix() + ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction",
+                                        "-U", self.dst.user, "-d", self.dst.db]
+            pipe_into([dump], None, load, "pg_dump | psql")
         finally:
             session.close()
         t0 = self.job.phase(result, "bulk_copy", t0)
@@ -231,4 +229,3 @@ def migrate(job, phase, target_file, append_only):
                           "container): nothing to migrate from", "usage")
     with Migration(job, target_cfg, append_only) as migration:
         return migration.copy() if phase == "copy" else migration.finish()
-
