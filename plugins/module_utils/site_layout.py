@@ -34,9 +34,12 @@ def _is_ip(value):
 
 def plan(groups, hostvars, host, layout_groups, site_group="freshtrack"):
     """The pure logic: groups and addresses in, the layout out."""
-    missing = [part for part in PARTS if part not in layout_groups]
+    missing = [part for part in PARTS if not layout_groups.get(part)]
     if missing:
-        raise ValueError("layout_groups names no group for %s" % ", ".join(missing))
+        # Told as a problem, not raised: the argument spec then names the variable and what it lacks.
+        return {"mode": "single", "parts": list(PARTS), "address": _address(hostvars, host),
+                "hosts": {part: [host] for part in PARTS}, "addresses": {part: [_address(hostvars, host)] for part in PARTS},
+                "problems": ["the layout groups name no group for %s" % ", ".join(missing)]}
     site = list(groups.get(site_group, []))
     placed = {part: [name for name in groups.get(layout_groups[part], [])] for part in PARTS}
     if not any(placed.values()):

@@ -126,6 +126,11 @@ LATE_CASES = [
     ("freshtrack_readings_table", "sensor readings", "freshtrack_readings_table / freshtrack_readings_time_column: plain SQL names"),
     ("hardening_ssh_group_members", ["CI Deploy"], "hardening_ssh_group_members: user names"),
     ("freshtrack_container_pids_limit", 10, "freshtrack_container_pids_limit: at least 64"),
+    # A split layout whose database group is every case's host (the whole inventory group): one takes it.
+    ("freshtrack_layout_groups", {"lb": "freshtrack", "app": "freshtrack", "db": "freshtrack", "monitoring": "freshtrack"},
+     "The site's layout (freshtrack_layout_groups in the inventory): the group freshtrack (part db) lists"),
+    ("freshtrack_layout_groups", {"lb": "freshtrack"}, "freshtrack_layout_groups"),
+    ("freshtrack_app_port", 0, "freshtrack_app_port: a TCP port"),
     # User-namespace remapping: switched off on a host whose (remapped) Docker keeps the database's
     # volume, which would vanish from its sight; a range below the host's accounts; one overlapping
     # the subordinate ids useradd gave the login account.
