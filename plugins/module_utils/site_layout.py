@@ -41,7 +41,7 @@ def plan(groups, hostvars, host, layout_groups, site_group="freshtrack"):
                 "hosts": {part: [host] for part in PARTS}, "addresses": {part: [_address(hostvars, host)] for part in PARTS},
                 "problems": ["the layout groups name no group for %s" % ", ".join(missing)]}
     site = list(groups.get(site_group, []))
-    placed = {part: [name for name in groups.get(layout_groups[part], [])] for part in PARTS}
+    placed = {part: list(groups.get(layout_groups[part], [])) for part in PARTS}
     if not any(placed.values()):
         return {"mode": "single", "parts": list(PARTS), "address": _address(hostvars, host),
                 "hosts": {part: [host] for part in PARTS},
