@@ -11,6 +11,8 @@ description:
   - For each part the host runs, admits each of that part's ports from the hosts of the part that uses
     it (the app hosts' port from the load balancers, the database host's from the app hosts), by their
     addresses. Rules in the hardening role's form (port, proto, from, comment).
+  - The ports of the part C(any) are every host's (its metrics), admitted from the monitoring host (not on
+    the monitoring host itself, whose Prometheus reaches its own exporters on Docker's networks).
   - Nothing in a one-host layout, where nothing is reached from another host.
 author:
   - FreshTrack Pro operations (@freshtrack)
@@ -20,7 +22,7 @@ options:
     type: dict
     required: true
   ports:
-    description: Part name to a mapping of service name to port.
+    description: Part name (or C(any), every host) to a mapping of service name to port.
     type: dict
     required: true
 """

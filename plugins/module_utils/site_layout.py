@@ -2,7 +2,7 @@
 # Copyright: FreshTrack Pro contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Which host runs which part of a site (the inventory's layout groups), and the firewall rules
-that follow: pure functions behind the site_layout and site_firewall_rules filters."""
+that follow: pure functions behind the site_layout, site_firewall_rules and site_scrape_targets filters."""
 from __future__ import annotations
 
 import ipaddress
@@ -76,24 +76,51 @@ def plan(groups, hostvars, host, layout_groups, site_group="freshtrack"):
             "addresses": addresses, "problems": problems}
 
 
-# Which part's hosts connect to a part's ports (the firewall admits only them).
-CLIENTS = {"app": "lb", "db": "app"}
+# Which part's hosts connect to a part's ports (the firewall admits only them). "any" is every host
+# of the site: its metrics ports, scraped by the monitoring host's Prometheus.
+CLIENTS = {"app": "lb", "db": "app", "any": "monitoring"}
 
 
 def firewall_rules(layout, ports):
     """ufw rules (hardening's form) admitting each port of this host's parts from their clients' addresses.
 
-    ports: part -> {service name: port}. Nothing in a single layout (nothing is reached from another host).
+    ports: part -> {service name: port}; part "any" holds the ports every host serves (its metrics).
+    Nothing in a single layout (nothing is reached from another host).
     """
     if layout.get("mode") != "split":
         return []
     rules = []
-    for part in layout["parts"]:
+    for part in list(layout["parts"]) + ["any"]:
         client = CLIENTS.get(part)
         if client is None:
             continue
         for service, port in sorted((ports.get(part) or {}).items()):
             for name, address in zip(layout["hosts"][client], layout["addresses"][client]):
+                if address == layout["address"]:
+                    continue  # the host itself: its own containers reach theirs on Docker's networks
                 rules.append({"port": int(port), "proto": "tcp", "from": address,
                               "comment": "freshtrack %s from %s" % (service, name)})
     return rules
+
+
+def scrape_targets(layout, ports):
+    """The monitoring host's Prometheus targets on the other hosts of a split site.
+
+    ports: part (or "any", every host) -> {job: port}. Returns [{job, host, address}] (address is
+    host:port), by job in the order given, then by host; none on another host or in a single layout.
+    """
+    if layout.get("mode") != "split" or "monitoring" not in layout["parts"]:
+        return []
+    everyone = []
+    for part in PARTS:
+        for name, address in zip(layout["hosts"][part], layout["addresses"][part]):
+            if (name, address) not in everyone:
+                everyone.append((name, address))
+    targets = []
+    for part in ["any"] + list(PARTS):
+        hosts = everyone if part == "any" else list(zip(layout["hosts"][part], layout["addresses"][part]))
+        for job, port in (ports.get(part) or {}).items():
+            for name, address in hosts:
+                if address != layout["address"]:
+                    targets.append({"job": job, "host": name, "address": "%s:%d" % (address, int(port))})
+    return targets

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.freshtrack.deploy.plugins.filter.site_firewall_rules import FilterModule as FirewallFilters
+from ansible_collections.freshtrack.deploy.plugins.filter.site_scrape_targets import FilterModule as ScrapeFilters
 from ansible_collections.freshtrack.deploy.plugins.filter.site_layout import FilterModule
 
 site_layout = FilterModule().filters()["site_layout"]
@@ -64,17 +65,38 @@ def test_layout_groups_must_name_every_part():
 
 
 site_firewall_rules = FirewallFilters().filters()["site_firewall_rules"]
-PORTS = {"app": {"app": 8080}, "db": {"pgbouncer": 6432, "redis": 6379}}
+PORTS = {"app": {"app": 8080}, "db": {"pgbouncer": 6432, "redis": 6379}, "any": {"node_exporter": 9100}}
 
 
 def test_firewall_admits_each_port_from_its_clients_only():
     app1 = site_firewall_rules(site_layout(SPLIT, ADDRESSES, "app1", GROUPS), PORTS)
-    assert app1 == [{"port": 8080, "proto": "tcp", "from": "10.0.0.2", "comment": "freshtrack app from lb1"}]
+    assert app1 == [{"port": 8080, "proto": "tcp", "from": "10.0.0.2", "comment": "freshtrack app from lb1"},
+                    {"port": 9100, "proto": "tcp", "from": "10.0.0.2", "comment": "freshtrack node_exporter from lb1"}]
     db1 = site_firewall_rules(site_layout(SPLIT, ADDRESSES, "db1", GROUPS), PORTS)
     assert [(rule["port"], rule["from"]) for rule in db1] == [(6432, "10.0.0.3"), (6432, "10.0.0.4"),
-                                                              (6379, "10.0.0.3"), (6379, "10.0.0.4")]
+                                                              (6379, "10.0.0.3"), (6379, "10.0.0.4"), (9100, "10.0.0.2")]
+    # The monitoring host scrapes its own exporters on Docker's networks: no rule from itself.
     assert site_firewall_rules(site_layout(SPLIT, ADDRESSES, "lb1", GROUPS), PORTS) == []
 
 
 def test_no_rules_in_the_one_host_layout():
     assert site_firewall_rules(site_layout({"freshtrack": ["a"]}, {}, "a", GROUPS), PORTS) == []
+
+
+site_scrape_targets = ScrapeFilters().filters()["site_scrape_targets"]
+JOBS = {"any": {"node": 9100}, "db": {"postgres": 9187}, "app": {"federate": 9090}}
+
+
+def test_the_monitoring_host_scrapes_every_other_host():
+    got = site_scrape_targets(site_layout(SPLIT, ADDRESSES, "lb1", GROUPS), JOBS)
+    assert got == [{"job": "node", "host": "app1", "address": "10.0.0.3:9100"},
+                   {"job": "node", "host": "app2", "address": "10.0.0.4:9100"},
+                   {"job": "node", "host": "db1", "address": "10.0.0.5:9100"},
+                   {"job": "federate", "host": "app1", "address": "10.0.0.3:9090"},
+                   {"job": "federate", "host": "app2", "address": "10.0.0.4:9090"},
+                   {"job": "postgres", "host": "db1", "address": "10.0.0.5:9187"}]
+
+
+def test_no_remote_targets_off_the_monitoring_host_or_on_one_host():
+    assert site_scrape_targets(site_layout(SPLIT, ADDRESSES, "app1", GROUPS), JOBS) == []
+    assert site_scrape_targets(site_layout({"freshtrack": ["a"]}, {}, "a", GROUPS), JOBS) == []
