@@ -24,8 +24,12 @@ BASE = {
     "observability_scrape_interval": "15s",
     "observability_host_label": "prod-1",
     "observability_prometheus_rules_dir": str(RULES_DIR),
-    # Every service with metrics switched on (the role's own table).
+    # Every service with metrics switched on (the role's own table), on the one-host layout.
     "_observability_scrape_targets": list(ROLE_METRICS.values()),
+    "_observability_static_jobs": list(dict.fromkeys(t["job"] for t in ROLE_METRICS.values())),
+    "_observability_central": True,
+    "_observability_remote_targets": [],
+    "freshtrack_layout": {"mode": "single", "parts": ["lb", "app", "db", "monitoring"], "hosts": {"monitoring": ["prod-1"]}},
     "observability_probe_urls": ["https://app.example.com/health", "https://api.example.com/health"],
     "observability_probe_ca_dir": "",
     "observability_alert_email": {},
@@ -72,6 +76,50 @@ def test_prometheus_config_and_rules(tmp_path):
     out = subprocess.run([tool("promtool"), "check", "config", str(config)], capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "SUCCESS" in out.stdout and "rules found" in out.stdout
+
+
+# A split site (lb1 with the monitoring, app1, app2, db1), as site_scrape_targets gives it the
+# monitoring host's targets on the other hosts.
+SPLIT_REMOTE = [{"job": "node", "host": name, "address": f"10.0.0.{n}:9100"} for n, name in ((3, "app1"), (4, "app2"), (5, "db1"))] + [
+    {"job": "federate", "host": "app1", "address": "10.0.0.3:9090"}, {"job": "federate", "host": "app2", "address": "10.0.0.4:9090"},
+    {"job": "postgres", "host": "db1", "address": "10.0.0.5:9187"}, {"job": "redis", "host": "db1", "address": "10.0.0.5:9121"}]
+SPLIT_CENTRAL_LOCAL = [ROLE_METRICS[name] for name in ("alertmanager", "node-exporter")]
+
+
+def test_split_site_monitoring_host_config(tmp_path):
+    config = tmp_path / "prometheus.yml"
+    config.write_text(render("prometheus.yml.j2", {
+        "_observability_scrape_targets": SPLIT_CENTRAL_LOCAL, "_observability_remote_targets": SPLIT_REMOTE,
+        "_observability_static_jobs": ["alertmanager", "node", "postgres", "redis"],
+        "freshtrack_layout": {"mode": "split", "parts": ["lb", "monitoring"], "hosts": {"monitoring": ["lb1"]}}}))
+    parsed = yaml.safe_load(config.read_text())
+    jobs = {job["job_name"]: job for job in parsed["scrape_configs"]}
+    # No backend here: the app hosts' replicas come through federation, with their own labels.
+    assert set(jobs) == {"prometheus", "alertmanager", "node", "postgres", "redis", "federate", "blackbox-http"}
+    node = [(group["targets"], group["labels"]["host"]) for group in jobs["node"]["static_configs"]]
+    assert node == [(["node-exporter:9100"], "prod-1"), (["10.0.0.3:9100"], "app1"), (["10.0.0.4:9100"], "app2"),
+                    (["10.0.0.5:9100"], "db1")]
+    federate = jobs["federate"]
+    assert federate["honor_labels"] is True and federate["metrics_path"] == "/federate"
+    assert federate["params"] == {"match[]": ['{job="backend"}']}
+    assert [group["targets"] for group in federate["static_configs"]] == [["10.0.0.3:9090"], ["10.0.0.4:9090"]]
+    assert parsed["rule_files"] and parsed["alerting"]
+    out = subprocess.run([tool("promtool"), "check", "config", str(config)], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_split_site_app_host_config(tmp_path):
+    config = tmp_path / "prometheus.yml"
+    config.write_text(render("prometheus.yml.j2", {
+        "_observability_central": False, "_observability_scrape_targets": [ROLE_METRICS["node-exporter"]],
+        "_observability_static_jobs": ["node"],
+        "freshtrack_layout": {"mode": "split", "parts": ["app"], "hosts": {"monitoring": ["lb1"]}}}))
+    parsed = yaml.safe_load(config.read_text())
+    # Its replicas only (the monitoring host scrapes its node-exporter itself); no rules, no Alertmanager.
+    assert [job["job_name"] for job in parsed["scrape_configs"]] == ["prometheus", "backend"]
+    assert "rule_files" not in parsed and "alerting" not in parsed
+    out = subprocess.run([tool("promtool"), "check", "config", str(config)], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
 
 
 @pytest.mark.parametrize("receivers", RECEIVERS, ids=list(RECEIVERS))
