@@ -88,7 +88,8 @@ class Load:
         self.first_error = None
         # Wall-clock start and end (epoch seconds) of each failed request, so a test can tell the
         # failures inside a planned pause (a restore's stopped writers) from any other.
-        self.failed_at: list[list[float]] = []
+        # [start, end, status or exception name] of each failed request.
+        self.failed_at: list[list] = []
         self.workers: list[threading.Thread] = []
         self.started = self.ended = None
 
@@ -118,13 +119,13 @@ class Load:
                     name = type(error).__name__
                     self.errors[name] = self.errors.get(name, 0) + 1
                     self.first_error = self.first_error or f"{name}: {error}"
-                    self.failed_at.append([round(wall0, 3), round(time.time(), 3)])
+                    self.failed_at.append([round(wall0, 3), round(time.time(), 3), name])
                 continue
             with self.lock:
                 self.statuses[status] = self.statuses.get(status, 0) + 1
                 self.latencies.append(time.monotonic() - t0)
                 if not 200 <= status < 300:
-                    self.failed_at.append([round(wall0, 3), round(time.time(), 3)])
+                    self.failed_at.append([round(wall0, 3), round(time.time(), 3), status])
         connection.close()
 
     def stop(self):
