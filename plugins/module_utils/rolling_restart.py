@@ -179,6 +179,7 @@ def container_view(attrs: dict) -> dict:
         "number": number,
         "created": attrs.get("Created", ""),
         "last_health_output": (log[-1].get("Output") or "").strip() if log else "",
+        "last_health_exit": log[-1].get("ExitCode") if log else None,
         "aliases": {name: endpoint.get("Aliases") or [] for name, endpoint in
                     ((attrs.get("NetworkSettings") or {}).get("Networks") or {}).items()},
     }
@@ -424,7 +425,8 @@ class Rollout:
                 raise
             return {"id": container.id, "name": container.name, "status": "missing", "health": None,
                     "exit_code": None, "restart_count": 0, "number": 0, "created": "",
-                    "config_hash": None, "image_id": None, "image": None, "last_health_output": ""}
+                    "config_hash": None, "image_id": None, "image": None, "last_health_output": "",
+                    "last_health_exit": None}
         return container_view(container.attrs)
 
     def prepare(self, service: str) -> dict:
@@ -707,9 +709,11 @@ class Rollout:
         for container, view in zip(new, views):
             lines.append(f"--- {view['name']} ({view['status']}, health {view['health'] or 'none'}, "
                          f"exit code {view['exit_code']})")
-            if view["last_health_output"]:
-                last_lines = view["last_health_output"].splitlines()[-3:]
-                lines.append("last health check: " + "\n  ".join(line[-300:] for line in last_lines))
+            # A silent check (curl -f, a bare socket) still tells its exit code.
+            if view["last_health_output"] or view["last_health_exit"] is not None:
+                last_lines = view["last_health_output"].splitlines()[-3:] or ["(no output)"]
+                lines.append(f"last health check (exit {view['last_health_exit']}): "
+                             + "\n  ".join(line[-300:] for line in last_lines))
             try:
                 logs = container.logs(tail=tail).decode("utf-8", "replace").rstrip()
             except Exception as error:  # the container may already be gone

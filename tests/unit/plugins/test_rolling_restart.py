@@ -16,7 +16,7 @@ def view(name="c1", status="running", health="healthy", number=1, config_hash=HA
     return {"id": f"id-{name}", "name": name, "status": status, "health": health, "number": number,
             "created": f"2026-11-23T00:00:0{number}Z", "config_hash": config_hash, "image_id": image_id,
             "image": "app:1", "restart_count": restart_count, "exit_code": exit_code, "oom_killed": oom,
-            "last_health_output": ""}
+            "last_health_output": "", "last_health_exit": None}
 
 
 # ---- parsing ------------------------------------------------------------------------------------
@@ -99,7 +99,31 @@ def test_container_view_from_inspect():
     got = rr.container_view(attrs)
     assert got["name"] == "p-backend-3" and got["number"] == 3 and got["restart_count"] == 2
     assert got["health"] == "unhealthy" and got["last_health_output"] == "last"
+    assert got["last_health_exit"] is None  # this Log entry has no ExitCode
     assert got["aliases"] == {"p_edge": ["p-backend-3", "backend", "backend-slot-2"]}
+
+
+class LoggedContainer:
+    def logs(self, tail):
+        return b"listening\n"
+
+
+@pytest.mark.parametrize("output, exit_code, expected", [
+    ("health: HTTP/1.0 503 Service Unavailable", 1, "last health check (exit 1): health: HTTP/1.0 503"),
+    ("", 1, "last health check (exit 1): (no output)"),  # a silent check still tells its exit code
+    ("", None, None),  # never checked: no line
+])
+def test_failure_report_gives_the_last_health_check(output, exit_code, expected):
+    rollout = rr.Rollout(None, compose=None, project="p", options=rr.RolloutOptions(log_lines=5))
+    bad = dict(view("p-backend-3", health="unhealthy"), last_health_output=output, last_health_exit=exit_code)
+    report = rollout.failure_report("backend", "p-backend-3 is unhealthy", [LoggedContainer()], [bad])
+    assert report.startswith("rollout of backend stopped: p-backend-3 is unhealthy.")
+    assert "--- p-backend-3 (running, health unhealthy, exit code 0)" in report
+    assert "last 5 log lines:\nlistening" in report
+    if expected:
+        assert expected in report
+    else:
+        assert "last health check" not in report
 
 
 # ---- planning ------------------------------------------------------------------------------------
