@@ -70,6 +70,11 @@ def db_connect(timeout: int = 3):
         password=secret("DB_PASSWORD"), connect_timeout=timeout, application_name="freshtrack-backend", **tls)
 
 
+def first_line(error: Exception) -> str:
+    """What a database error says, in one line (its class name when it says nothing)."""
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
 REQUEST_DB_TIMEOUT = int(os.environ.get("REQUEST_DB_TIMEOUT", "10"))
 
 
@@ -191,7 +196,7 @@ class Handler(BaseHTTPRequestHandler):
         except psycopg2.Error as error:
             # The reason (a refused certificate, say) tells a failed health check apart.
             state["database"] = "unreachable"
-            state["database_error"] = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            state["database_error"] = first_line(error)
         try:
             state["redis"] = "connected" if redis_ping() else "unreachable"
         except OSError as error:
@@ -242,8 +247,7 @@ class Handler(BaseHTTPRequestHandler):
                                 (reading["sensor_id"], float(reading["temperature"])))
                     new_id = cur.fetchone()[0]
             except psycopg2.Error as error:  # an answer (500) and a log line that says why, as an app would
-                reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-                print(json.dumps({"msg": "reading not stored: database error", "error": reason,
+                print(json.dumps({"msg": "reading not stored: database error", "error": first_line(error),
                                   "seconds": round(time.monotonic() - self.started, 3), "version": VERSION}),
                       flush=True)
                 return self.send(500, {"error": "database", "version": VERSION})
