@@ -303,6 +303,12 @@ def free_slots(pattern: str, slots: int, taken: set, wanted: int) -> list[str]:
     return free[:wanted]
 
 
+def stamped(message: str, now: float) -> str:
+    """A progress line with its UTC time to the millisecond, so it can be set beside a proxy's or a
+    load generator's log (which replica left the proxy's view when a request failed)."""
+    return time.strftime("%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z {message}"
+
+
 def image_summary(views: list[dict]) -> str:
     """'name (image sha256:abcd...)' per container, for diff and messages."""
     return "\n".join(f"{v['name']}: {v.get('image') or '?'} {str(v.get('image_id') or '')[:19]}" for v in views)

@@ -275,6 +275,12 @@ services:
       removed: [9c1e...]
       phases: {create: 0.4, start: 0.3, healthy: 11.2, join_proxy_network: 0.1, drain: 2.0, stop: 1.1, remove: 0.1}
       duration: 15.6
+log:
+  description: What the rollout did, a line per step, each with its UTC time to the millisecond.
+  returned: always
+  type: list
+  elements: str
+  sample: ["05:30:01.442Z backend: creating 2 new container(s) beside 2"]
 duration:
   description: Seconds for the whole module run.
   returned: always
@@ -286,7 +292,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.freshtrack.deploy.plugins.module_utils.rolling_restart import (
-    Compose, Rollout, RolloutError, RolloutOptions, image_summary, images_after)
+    Compose, Rollout, RolloutError, RolloutOptions, image_summary, images_after, stamped)
 
 try:
     import docker
@@ -352,7 +358,7 @@ def main():
     results = []
     try:
         project = params["project_name"] or compose.config().get("name")
-        rollout = Rollout(client, compose, project, RolloutOptions.from_params(params), log=messages.append,
+        rollout = Rollout(client, compose, project, RolloutOptions.from_params(params), log=lambda message: messages.append(stamped(message, time.time())),
                           warn=module.warn)
         for service in params["services"]:
             results.append(rollout.roll(service, check_mode=module.check_mode))

@@ -404,3 +404,10 @@ def test_withdraw_that_cannot_rejoin_puts_the_container_back_with_its_aliases():
     with pytest.raises(FakeAPIError):
         rollout(engine).withdraw("backend", FakeContainer("backend-1", engine))
     assert engine.calls[-1] == ("connect", "backend-1", {"aliases": ["backend", "backend-slot-2"]})
+
+
+def test_progress_lines_carry_their_utc_time_to_the_millisecond():
+    # 2026-12-02 05:30:04.718 UTC
+    assert rr.stamped("backend: stopping freshtrack-backend-1", 1796189404.718) == \
+        "05:30:04.718Z backend: stopping freshtrack-backend-1"
+    assert rr.stamped("x", 1796189404.0).startswith("05:30:04.000Z ")
