@@ -262,6 +262,11 @@ class Handler(BaseHTTPRequestHandler):
 class Server(ThreadingHTTPServer):
     daemon_threads = False  # server_close() waits for in-flight requests
     block_on_close = True
+    # Node's listen backlog (511), not socketserver's 5: with 5, a replica starved of CPU fills its
+    # SYN queue, the kernel answers with SYN cookies, and some of those fail their check when the
+    # proxy's request arrives: a reset of a connection the proxy holds open, a 502 about 1 s in
+    # (scripts/measure-listen-backlog).
+    request_queue_size = 511
 
 
 def worker() -> None:
