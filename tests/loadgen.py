@@ -167,7 +167,8 @@ def main(argv=None) -> int:
     parser.add_argument("--cafile")
     parser.add_argument("--prefix", default="load", help="sensor_id prefix, to count this run's rows")
     parser.add_argument("--seconds", type=float, help="stop after this long")
-    parser.add_argument("--stop-file", help="stop once this file exists (it is removed)")
+    parser.add_argument("--stop-file", help="stop once this file exists (the caller's: left in place, so "
+                        "creating it never races a removal)")
     parser.add_argument("--out", help="write the JSON summary here (atomically) as well as to stdout")
     args = parser.parse_args(argv)
     load = Load(args.url, args.rate, args.threads, args.connect_to, args.cafile, prefix=args.prefix).start()
@@ -176,7 +177,6 @@ def main(argv=None) -> int:
         if args.seconds and time.monotonic() - load.started >= args.seconds:
             break
         if args.stop_file and os.path.exists(args.stop_file):
-            os.unlink(args.stop_file)
             break
     summary = json.dumps(load.stop(), indent=2)
     if args.out:
